@@ -1,0 +1,122 @@
+"""``python -m pipeline <stage> [CONFIG.yaml ...] [key=value ...] [--key value] [--quiet]``.
+
+Arguments are read as: files ending in .yaml/.yml are configs (merged in order after the
+stage's default config), ``key=value`` and ``--key value`` are overrides, bare words fill
+the stage's positional keys. ``--help`` on a stage lists every key with its type,
+default and meaning, generated from the schema.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import textwrap
+from typing import Sequence
+
+from pipeline.config import REPO_CONFIGS, ConfigError, flat_fields, load_config
+from pipeline.errors import InputError
+from pipeline.stages import BENCHES, STAGES, Stage, find
+
+PROG = "python -m pipeline"
+
+
+def _overview() -> str:
+    lines = [f"usage: {PROG} <stage> [CONFIG.yaml ...] [key=value ...] [--quiet]", "", "stages:"]
+    for s in STAGES:
+        lines.append(f"  {s.name:<10} {s.help}")
+    if BENCHES:
+        lines.append(f"  {'bench':<10} benchmarks, JSON out: " + ", ".join(b.name for b in BENCHES))
+    lines += ["", f"'{PROG} <stage> --help' lists the stage's config keys."]
+    return "\n".join(lines)
+
+
+def _stage_help(stage: Stage, prefix: str) -> str:
+    pos = " ".join(k.upper() for k in stage.positional)
+    lines = [f"usage: {PROG} {prefix}{stage.name} {pos + ' ' if pos else ''}"
+             "[CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, ""]
+    if stage.default_config:
+        lines.append(f"defaults: configs/{stage.default_config} (merged before your files)")
+        lines.append("")
+    lines.append("config keys (type, default):")
+    for key, tname, default, helptext in flat_fields(stage.load_schema()):
+        shown = "REQUIRED" if str(default) == "???" else repr(default)
+        lines.append(f"  {key} ({tname}, {shown})")
+        if helptext:
+            lines.extend(textwrap.wrap(helptext, 76, initial_indent="      ",
+                                       subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def parse_args(stage: Stage, args: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """Split arguments into (config files, overrides, quiet)."""
+    files, overrides, quiet = [], [], False
+    positional = list(stage.positional)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-q", "--quiet"):
+            quiet = True
+        elif a.startswith("--"):
+            key = a[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                raise ConfigError(f"command line: option {a} needs a value")
+            overrides.append(f"{key.replace('-', '_')}={value}")
+        elif a.endswith((".yaml", ".yml")) and "=" not in a:
+            files.append(a)
+        elif "=" in a:
+            overrides.append(a)
+        elif positional:
+            overrides.append(f"{positional.pop(0)}={a}")
+        else:
+            raise ConfigError(f"command line: unexpected argument '{a}'")
+        i += 1
+    return files, overrides, quiet
+
+
+def build_config(stage: Stage, files: Sequence[str], overrides: Sequence[str]):
+    defaults = [REPO_CONFIGS / stage.default_config] if stage.default_config else []
+    return load_config(stage.load_schema(), [*defaults, *files], overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0
+    name, rest, table, prefix = argv[0], argv[1:], STAGES, ""
+    if name == "bench":
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"usage: {PROG} bench <name> [--key value ...] --json OUT.json\n\nbenchmarks:")
+            for b in BENCHES:
+                print(f"  {b.name:<10} {b.help}")
+            return 0
+        name, rest, table, prefix = rest[0], rest[1:], BENCHES, "bench "
+    stage = find(name, table)
+    if stage is None:
+        known = ", ".join(s.name for s in table)
+        print(f"error: unknown {prefix or 'stage '}'{name}'; choose from: {known}", file=sys.stderr)
+        return 2
+    if "-h" in rest or "--help" in rest:
+        print(_stage_help(stage, prefix))
+        return 0
+    try:
+        files, overrides, quiet = parse_args(stage, rest)
+        cfg = build_config(stage, files, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # inherited by worker processes too
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        stage.load_target()(cfg)
+    except (InputError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

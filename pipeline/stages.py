@@ -1,0 +1,43 @@
+"""The stages the CLI and ``jobs/`` can run: name -> config schema and ``run`` function.
+
+Imports are lazy (``module:attr`` strings) so ``--help`` does not pay for torch.
+A stage is listed here only once it works end to end.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    schema: str                      # "package.module:ConfigClass"
+    target: str                      # "package.module:run"
+    help: str
+    positional: tuple[str, ...] = ()  # config keys filled by bare positional arguments
+    default_config: str | None = None  # file under configs/ merged before the user's
+
+    def load_schema(self) -> type:
+        return _resolve(self.schema)
+
+    def load_target(self) -> Callable[[Any], dict]:
+        return _resolve(self.target)
+
+
+def _resolve(spec: str) -> Any:
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("synth", "pipeline.data.synth:SynthConfig", "pipeline.data.synth:run",
+          "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
+)
+
+BENCHES: tuple[Stage, ...] = ()
+
+
+def find(name: str, table: tuple[Stage, ...]) -> Stage | None:
+    return next((s for s in table if s.name == name), None)
