@@ -1,0 +1,93 @@
+"""Config validation: wrong keys, types and missing values fail early and name the culprit."""
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+from pipeline.config import MISSING, ConfigError, flat_fields, load_config, save_config
+
+
+@dataclass
+class Inner:
+    rate: int = 16000
+    names: list[str] = field(default_factory=lambda: ["a"])
+
+
+@dataclass
+class Schema:
+    out: str = field(default=MISSING, metadata={"help": "where"})
+    steps: int = 10
+    lr: float = 0.1
+    inner: Inner = field(default_factory=Inner)
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_merge_order_and_types(tmp_path):
+    a = write(tmp_path, "a.yaml", "out: x\nsteps: 5\ninner:\n  rate: 8000\n")
+    b = write(tmp_path, "b.yaml", "steps: 7\n")
+    cfg = load_config(Schema, [a, b], ["lr=0.5", "inner.names=[p,q]"])
+    assert isinstance(cfg, Schema) and isinstance(cfg.inner, Inner)
+    assert (cfg.out, cfg.steps, cfg.lr, cfg.inner.rate, cfg.inner.names) == ("x", 7, 0.5, 8000, ["p", "q"])
+
+
+def test_misspelt_key_names_key_and_file(tmp_path):
+    bad = write(tmp_path, "bad.yaml", "out: x\ninner:\n  rat: 8000\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Schema, [bad])
+    msg = str(err.value)
+    assert "inner.rat" in msg and str(bad) in msg and "inner.rate" in msg  # suggestion
+
+
+def test_wrong_type_names_key(tmp_path):
+    bad = write(tmp_path, "t.yaml", "out: x\nsteps: many\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml.*'steps'"):
+        load_config(Schema, [bad])
+
+
+def test_override_errors_and_missing(tmp_path):
+    with pytest.raises(ConfigError, match="command line.*'stepz'"):
+        load_config(Schema, [], ["out=x", "stepz=3"])
+    with pytest.raises(ConfigError, match="missing required.*out"):
+        load_config(Schema, [], [])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Schema, [tmp_path / "nope.yaml"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(Schema, [], ["out"])
+
+
+def test_save_roundtrip(tmp_path):
+    cfg = load_config(Schema, [], ["out=o", "steps=3"])
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(Schema, [path]) == cfg
+
+
+def test_flat_fields():
+    rows = {r[0]: r for r in flat_fields(Schema)}
+    assert rows["inner.rate"][2] == 16000 and rows["out"][3] == "where"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True)
+
+
+def test_cli_help_lists_stages_and_keys():
+    res = cli("--help")
+    assert res.returncode == 0 and "synth" in res.stdout
+    res = cli("synth", "--help")
+    assert res.returncode == 0 and "n_videos" in res.stdout and "REQUIRED" in res.stdout
+
+
+def test_cli_misspelt_key_exits_nonzero(tmp_path):
+    bad = write(tmp_path, "synth.yaml", f"out: {tmp_path}/o\nn_vidoes: 3\n")
+    res = cli("synth", str(bad))
+    assert res.returncode == 2
+    assert "n_vidoes" in res.stderr and str(bad) in res.stderr and "n_videos" in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing started
+    res = cli("nosuchstage")
+    assert res.returncode == 2 and "unknown stage" in res.stderr
