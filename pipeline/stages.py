@@ -36,7 +36,10 @@ STAGES: tuple[Stage, ...] = (
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
 )
 
-BENCHES: tuple[Stage, ...] = ()
+BENCHES: tuple[Stage, ...] = (
+    Stage("loader", "pipeline.bench.loader:Config", "pipeline.bench.loader:run",
+          "clips/s of the loader (decode + augment + log-mel) vs raw decord decode"),
+)
 
 
 def find(name: str, table: tuple[Stage, ...]) -> Stage | None:

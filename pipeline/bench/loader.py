@@ -1,0 +1,97 @@
+"""``python -m pipeline bench loader``: clips/s of the full loader against raw decord decode.
+
+The peer, measured in the same run on the same shards, is decord decoding the same
+number of frames per clip from in-memory mp4 bytes with nothing else (the limit of one
+core). ``ratio`` per worker count = loader clips/s / (raw clips/s x cores used).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import MISSING, load_config
+from pipeline.data.clip_sample import clip_starts
+from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
+from pipeline.data.video_decode import decode_decord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config:
+    shards: str = field(default=MISSING, metadata={"help": "shard folder, glob or brace pattern"})
+    workers: str = field(default="0,1,2", metadata={"help": "comma-separated worker counts to measure"})
+    batch_size: int = field(default=16, metadata={"help": "clips per batch"})
+    batches: int = field(default=24, metadata={"help": "batches timed per worker count (after one warm-up batch)"})
+    frames: int = field(default=8, metadata={"help": "frames per clip"})
+    stride: int = field(default=1, metadata={"help": "frame stride"})
+    size: int = field(default=112, metadata={"help": "crop size"})
+    backend: str = field(default="decord", metadata={"help": "decoder: decord | pyav"})
+    raw_clips: int = field(default=200, metadata={"help": "clips decoded for the raw decord rate"})
+    json: str = field(default="", metadata={"help": "write the results here as JSON"})
+
+
+def _raw_rate(cfg: Config, paths: list[str]) -> float:
+    """Single-process decord rate for random clips of the same length, no augmentation."""
+    samples = []
+    for path in paths:
+        with tarfile.open(path) as tf:
+            for m in tf.getmembers():
+                if m.name.endswith(".mp4"):
+                    meta = json.loads(tf.extractfile(m.name[:-4] + ".json").read())
+                    samples.append((tf.extractfile(m).read(), int(meta["n_frames"])))
+        if len(samples) >= 64:
+            break
+    rng = np.random.default_rng(0)
+    span = (cfg.frames - 1) * cfg.stride + 1
+    start = time.perf_counter()
+    for i in range(cfg.raw_clips):
+        data, n = samples[i % len(samples)]
+        s = clip_starts(n, span, 1, 0, rng)[0]
+        decode_decord(data, [s + k * cfg.stride for k in range(cfg.frames)])
+    return cfg.raw_clips / (time.perf_counter() - start)
+
+
+def _loader_rate(cfg: Config, workers: int) -> float:
+    lcfg = load_config(LoaderConfig, [], [
+        f"shards={cfg.shards}", f"workers={workers}", f"batch_size={cfg.batch_size}",
+        f"epoch_batches={(cfg.batches + 1) * max(workers, 1)}", f"clip.frames={cfg.frames}",
+        f"clip.stride={cfg.stride}", f"video.size={cfg.size}", f"clip.backend={cfg.backend}"])
+    it = iter(ClipLoader(lcfg))
+    next(it)  # warm-up: worker start, first shard open
+    start = time.perf_counter()
+    for _ in range(cfg.batches):
+        next(it)
+    rate = cfg.batches * cfg.batch_size / (time.perf_counter() - start)
+    del it
+    return rate
+
+
+def run(cfg: Config) -> dict:
+    torch.set_num_threads(1)
+    paths = expand_shards(cfg.shards)
+    raw = _raw_rate(cfg, paths)
+    per = {}
+    for w in [int(x) for x in str(cfg.workers).split(",")]:
+        rate = _loader_rate(cfg, w)
+        per[str(w)] = {"clips_per_s": round(rate, 2), "ratio": round(rate / (raw * max(w, 1)), 3)}
+        log.info("workers=%d: %.1f clips/s (ratio %.2f)", w, rate, per[str(w)]["ratio"])
+    best = max(per, key=lambda k: per[k]["clips_per_s"])
+    result = {"clips_per_s": per[best]["clips_per_s"], "best_workers": int(best),
+              "raw_decode_clips_per_s": round(raw, 2), "ratio": per[best]["ratio"],
+              "per_workers": per, "batch_size": cfg.batch_size, "frames": cfg.frames,
+              "size": cfg.size, "backend": cfg.backend}
+    if "1" in per and "2" in per:
+        result["scaling_1_to_2"] = round(per["2"]["clips_per_s"] / per["1"]["clips_per_s"], 3)
+    if cfg.json:
+        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,120 @@
+"""One shard sample (raw tar members) -> the tensors of its training views.
+
+A *view* is a clip position (time shift), an augmentation copy and a direction (time
+reversal). GDT uses 2 positions x reversed; SimCLR 2 copies; a plain run 1 view.
+Only the frames and the audio window of the chosen clips are decoded.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pipeline.data import tokenizer
+from pipeline.data.audio_transforms import AudioConfig, LogMel, jitter_wave, spec_augment
+from pipeline.data.video_decode import get_decoder
+from pipeline.data.video_transforms import VideoAugConfig, augment_clip
+from pipeline.data.wav_window import read_window
+
+
+@dataclass
+class ClipConfig:
+    frames: int = field(default=8, metadata={"help": "frames per clip (T)"})
+    stride: int = field(default=2, metadata={"help": "take every stride-th frame"})
+    positions: int = field(default=1, metadata={"help": "clip positions per video (2 = GDT time shift)"})
+    min_shift: float = field(default=0.5, metadata={"help": "minimum time between two positions, seconds (when the video allows)"})
+    copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)"})
+    reverse: bool = field(default=False, metadata={"help": "add a time-reversed copy of every view (GDT time reversal)"})
+    text_len: int = field(default=64, metadata={"help": "caption length in byte tokens"})
+    backend: str = field(default="decord", metadata={"help": "video decoder: decord | pyav"})
+
+
+def view_layout(cfg: ClipConfig) -> list[tuple[int, int, bool]]:
+    """(position, copy, reversed) of each view, in the order of the batch's V axis."""
+    dirs = (False, True) if cfg.reverse else (False,)
+    return [(p, c, r) for p in range(cfg.positions) for c in range(cfg.copies) for r in dirs]
+
+
+def clip_starts(n_frames: int, span: int, count: int, min_gap: int,
+                rng: np.random.Generator | None) -> list[int]:
+    """Start frames of ``count`` clips of ``span`` frames; centred when evaluating."""
+    room = max(n_frames - span, 0)
+    if rng is None:
+        if count == 1:
+            return [room // 2]
+        return [int(round(room * i / (count - 1))) for i in range(count)]
+    first = int(rng.integers(0, room + 1))
+    starts = [first]
+    for _ in range(count - 1):
+        far = [s for s in range(room + 1) if all(abs(s - t) >= min_gap for t in starts)]
+        pool = far or [s for s in range(room + 1) if s not in starts] or [first]
+        starts.append(int(pool[int(rng.integers(len(pool)))]))
+    return starts
+
+
+def frame_boxes(meta_boxes, frame_idx: list[int], fps: float) -> torch.Tensor:
+    """Per clip frame, the box whose time is nearest (within a frame), else NaN."""
+    out = torch.full((len(frame_idx), 4), float("nan"))
+    if not meta_boxes:
+        return out
+    arr = np.asarray(meta_boxes, np.float64)
+    for k, f in enumerate(frame_idx):
+        d = np.abs(arr[:, 0] - f / fps)
+        j = int(d.argmin())
+        if d[j] <= 0.75 / fps:
+            out[k] = torch.from_numpy(arr[j, 1:5].astype(np.float32))
+    return out
+
+
+class SampleDecoder:
+    """Callable turning a raw sample dict into a dict of tensors (or raising on bad data)."""
+
+    def __init__(self, clip: ClipConfig, video: VideoAugConfig, audio: AudioConfig, train: bool):
+        self.clip, self.video, self.audio, self.train = clip, video, audio, train
+        self.decode_frames = get_decoder(clip.backend)
+        self.logmel = LogMel(audio)
+        self.views = view_layout(clip)
+
+    def __call__(self, raw: dict, rng: np.random.Generator | None) -> dict:
+        meta = json.loads(raw["json"])
+        fps, n_frames = float(meta["fps"]), int(meta["n_frames"])
+        span = (self.clip.frames - 1) * self.clip.stride + 1
+        rng = rng if self.train else None
+        starts = clip_starts(n_frames, span, self.clip.positions,
+                             int(round(self.clip.min_shift * fps)), rng)
+        wanted = sorted({s + k * self.clip.stride for s in starts for k in range(self.clip.frames)})
+        decoded = self.decode_frames(raw["mp4"], wanted)
+        by_index = {f: i for i, f in enumerate(wanted)}
+        videos, audios, boxes = [], [], []
+        has_audio = "wav" in raw and bool(meta.get("has_audio", True))
+        for pos, _copy, rev in self.views:
+            if rev:  # the reversed view is the previous view flipped: same crop, same jitter
+                videos.append(videos[-1].flip(1))
+                audios.append(audios[-1].flip(-1))
+                boxes.append(boxes[-1].flip(0))
+                continue
+            idx = [starts[pos] + k * self.clip.stride for k in range(self.clip.frames)]
+            frames = torch.from_numpy(decoded[[by_index[i] for i in idx]])
+            v, b = augment_clip(frames, frame_boxes(meta.get("boxes"), idx, fps), self.video, rng)
+            videos.append(v)
+            boxes.append(b)
+            centre = (starts[pos] + span / 2) / fps
+            if has_audio:
+                wave = read_window(raw["wav"], centre - self.audio.seconds / 2, self.audio.seconds,
+                                   self.audio.rate)
+            else:
+                wave = np.zeros(int(round(self.audio.seconds * self.audio.rate)), np.float32)
+            if rng is not None:
+                wave = jitter_wave(wave, self.audio, rng)
+            spec = self.logmel(torch.from_numpy(wave.astype(np.float32)))
+            if rng is not None:
+                spec = spec_augment(spec, self.audio, rng)
+            audios.append(spec)
+        text = raw.get("txt", b"").decode("utf-8") if raw.get("txt") else ""
+        ids, n = tokenizer.encode(text, self.clip.text_len)
+        label = int(raw["cls"]) if raw.get("cls") else -1
+        return {"key": raw["__key__"], "video": torch.stack(videos), "audio": torch.stack(audios),
+                "boxes": torch.stack(boxes), "text": ids, "text_len": n, "label": label,
+                "has_audio": has_audio, "start": [s / fps for s in starts]}

@@ -1,0 +1,115 @@
+"""The per-worker sample stream: shards -> tar samples -> shuffle -> decode -> batches.
+
+Everything random is seeded from (seed, epoch, rank, worker, position), so the stream of
+a (rank, worker) is a pure function of them. Resuming is then exact: skip the samples
+the worker already emitted (without decoding them) and go on.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from pipeline.data.clip_sample import SampleDecoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamPlan:
+    """What one epoch of one rank looks like; pickled into each DataLoader worker."""
+    sources: list[list[str]]          # shard urls per source
+    weights: list[float]
+    batch_size: int
+    resampled: bool
+    batches_per_worker: int           # resampled mode: fixed epoch length
+    shuffle_shards: bool
+    shuffle_buffer: int
+    seed: int
+    epoch: int
+    skip: list[int]                   # samples each worker already emitted this epoch
+    done: list[int]                   # batches each worker already produced this epoch
+    rank: int = 0
+    world_size: int = 1
+
+
+def collate(items: list[dict]) -> dict:
+    out = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        if isinstance(vals[0], torch.Tensor):
+            out[k] = torch.stack(vals)
+        elif isinstance(vals[0], (bool, int)) and k != "start":
+            out[k] = torch.tensor(vals)
+        else:
+            out[k] = vals
+    return out
+
+
+class ClipStream(torch.utils.data.IterableDataset):
+    def __init__(self, plan: StreamPlan, decoder: SampleDecoder):
+        super().__init__()
+        self.plan, self.decoder = plan, decoder
+        self.errors = 0
+
+    def _on_error(self, exn: Exception) -> bool:
+        """webdataset handler: count a corrupt shard or member, log it and go on."""
+        self.errors += 1
+        log.warning("skipping unreadable data: %s", exn)
+        return True
+
+    def _urls(self, rank: int, world: int, worker: int, n_workers: int) -> Iterator[dict]:
+        p = self.plan
+        if p.resampled:
+            rng = random.Random(f"{p.seed}/{p.epoch}/{rank}/{worker}")
+            while True:
+                src = rng.choices(range(len(p.sources)), weights=p.weights)[0]
+                yield {"url": rng.choice(p.sources[src])}
+        urls = [u for s in p.sources for u in s]
+        if p.shuffle_shards:
+            random.Random(f"{p.seed}/{p.epoch}").shuffle(urls)
+        # split by node, then by worker: each (rank, worker) reads a disjoint set of shards
+        yield from ({"url": u} for u in islice(urls, rank * n_workers + worker, None, world * n_workers))
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        rank, world = self.plan.rank, self.plan.world_size
+        if n_workers > 1:
+            torch.set_num_threads(1)  # workers are the parallelism; avoid oversubscription
+        p = self.plan
+        samples = wds.tarfile_to_samples(handler=self._on_error)(self._urls(rank, world, worker, n_workers))
+        if p.shuffle_buffer > 1:
+            samples = wds.shuffle(p.shuffle_buffer, initial=p.shuffle_buffer,
+                                  seed=hash((p.seed, p.epoch, rank, worker)) & 0x7FFFFFFF)(samples)
+        skip = p.skip[worker] if worker < len(p.skip) else 0
+        done = p.done[worker] if worker < len(p.done) else 0
+        pos, batch, errors_seen = 0, [], 0
+        for raw in samples:
+            pos += 1
+            if pos <= skip:
+                continue  # already emitted before the checkpoint: not decoded again
+            rng = np.random.default_rng([p.seed, p.epoch, rank, worker, pos])
+            try:
+                batch.append(self.decoder(raw, rng))
+            except Exception as exn:  # a corrupt sample must not stop training
+                self._on_error(RuntimeError(f"sample {raw.get('__key__')} in {raw.get('__url__')}: {exn!r}"))
+            if len(batch) == p.batch_size:
+                out = collate(batch)
+                out.update(_worker=worker, _pos=pos, _skipped=self.errors - errors_seen)
+                errors_seen = self.errors
+                batch = []
+                done += 1
+                yield out
+                if p.resampled and done >= p.batches_per_worker:
+                    return
+        if batch and not p.resampled:  # evaluation keeps the last partial batch
+            out = collate(batch)
+            out.update(_worker=worker, _pos=pos, _skipped=self.errors - errors_seen)
+            yield out

@@ -1,0 +1,64 @@
+"""Colour jitter (brightness, contrast, saturation, hue in random order) as ONE affine
+colour transform per clip.
+
+Each of the four operations is affine in RGB (hue as a rotation of the chroma plane in
+YIQ space), so their composition is a 3x3 matrix and an offset, applied to the clip in a
+single pass together with the uint8 scaling. torchvision applies them one by one, with
+an RGB->HSV->RGB round trip for hue, which cost more than decoding the clip. Unlike
+torchvision, values are clamped once at the end rather than after every operation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+LUMA = np.array([0.299, 0.587, 0.114])
+RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ2RGB = np.linalg.inv(RGB2YIQ)
+
+
+def hue_matrix(shift: float) -> np.ndarray:
+    a = 2 * math.pi * shift
+    rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    return YIQ2RGB @ rot @ RGB2YIQ
+
+
+def compose_affine(ops: list[tuple[str, float]], mean_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, b) of applying ``ops`` [(name, factor), ...] in order: jittered = M @ rgb + b
+    for rgb in [0, 1]. Contrast blends towards the grey of the current mean colour, so
+    ``mean_rgb`` is the clip's mean colour."""
+    m, b = np.eye(3), np.zeros(3)
+    for op, f in ops:
+        mu = m @ mean_rgb + b
+        if op == "brightness":
+            m, b = f * m, f * b
+        elif op == "contrast":
+            m, b = f * m, f * b + (1 - f) * float(LUMA @ mu)
+        elif op in ("saturation", "hue"):
+            step = (f * np.eye(3) + (1 - f) * np.outer(np.ones(3), LUMA)) if op == "saturation" \
+                else hue_matrix(f)
+            m, b = step @ m, step @ b
+        else:
+            raise ValueError(f"unknown colour op {op!r}")
+    return m, b
+
+
+def jitter_affine(mean_rgb: np.ndarray, strength: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random factors (hue = strength / 4, as SimCLR) in a random order, composed."""
+    j = strength
+    factors = [("brightness", rng.uniform(1 - j, 1 + j)), ("contrast", rng.uniform(1 - j, 1 + j)),
+               ("saturation", rng.uniform(1 - j, 1 + j)), ("hue", rng.uniform(-j / 4, j / 4))]
+    return compose_affine([factors[k] for k in rng.permutation(4)], mean_rgb)
+
+
+def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 [T, 3, H, W] -> normalised float [3, T, H, W]: scale, jitter, clamp, normalise."""
+    mt = torch.as_tensor(m / 255.0, dtype=torch.float32)
+    y = torch.einsum("ij,tjhw->ithw", mt, x.float())
+    y.add_(torch.as_tensor(b, dtype=torch.float32).view(3, 1, 1, 1)).clamp_(0, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+    return y.sub_(mean_t).div_(std_t)

@@ -1,0 +1,83 @@
+"""Clip-level video augmentation: one set of parameters for every frame of a clip.
+
+Parameters are drawn from an explicit numpy Generator, so a sample's augmentation is a
+function of (seed, epoch, rank, worker, sample position) and a resumed run reproduces it.
+Boxes (normalised x0, y0, x1, y1 per frame) follow the crop and flip.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from pipeline.data.colour_jitter import apply_colour, jitter_affine
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+@dataclass
+class VideoAugConfig:
+    size: int = field(default=112, metadata={"help": "output crop size (square), pixels"})
+    scale: tuple[float, float] = field(default=(0.3, 1.0), metadata={"help": "random resized crop: area fraction range"})
+    ratio: tuple[float, float] = field(default=(0.75, 1.3333), metadata={"help": "random resized crop: aspect ratio range"})
+    flip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip"})
+    jitter: float = field(default=0.4, metadata={"help": "colour jitter strength (brightness, contrast, saturation; hue = jitter/4)"})
+    jitter_prob: float = field(default=0.8, metadata={"help": "probability of applying colour jitter"})
+    mean: tuple[float, float, float] = field(default=KINETICS_MEAN, metadata={"help": "per-channel mean for normalisation"})
+    std: tuple[float, float, float] = field(default=KINETICS_STD, metadata={"help": "per-channel std for normalisation"})
+
+
+def crop_params(h: int, w: int, scale, ratio, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random resized crop (Inception-style sampling)."""
+    area = h * w
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side, side
+
+
+def centre_params(h: int, w: int) -> tuple[int, int, int, int]:
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side, side
+
+
+def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int, cw: int,
+               flip: bool) -> torch.Tensor:
+    """Map normalised boxes [T, 4] into the crop; boxes left with no area become NaN."""
+    b = boxes.clone()
+    b[:, [0, 2]] = ((b[:, [0, 2]] * w - left) / cw).clamp(0, 1)
+    b[:, [1, 3]] = ((b[:, [1, 3]] * h - top) / ch).clamp(0, 1)
+    if flip:
+        b[:, [0, 2]] = 1 - b[:, [2, 0]]
+    empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    b[empty] = float("nan")
+    return b
+
+
+def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
+                 rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [T, H, W, 3] -> normalised float [C, T, S, S]; ``rng=None`` means evaluation
+    (centre crop, no flip, no jitter)."""
+    x = frames.permute(0, 3, 1, 2)  # T C H W
+    h, w = x.shape[-2:]
+    train = rng is not None
+    top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
+    x = TF.resized_crop(x, top, left, ch, cw, [cfg.size, cfg.size], antialias=True)
+    flip = bool(train and rng.random() < cfg.flip)
+    if flip:
+        x = TF.horizontal_flip(x)
+    if train and cfg.jitter > 0 and rng.random() < cfg.jitter_prob:
+        mean_rgb = x.float().mean(dim=(0, 2, 3)).numpy() / 255.0
+        m, b = jitter_affine(mean_rgb, cfg.jitter, rng)
+    else:
+        m, b = np.eye(3), np.zeros(3)
+    out = apply_colour(x, m, b, cfg.mean, cfg.std)
+    return out, crop_boxes(boxes, h, w, top, left, ch, cw, flip)

@@ -1,0 +1,71 @@
+"""Augmentations: the fused colour jitter equals torchvision's ops; boxes follow crops."""
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from pipeline.data.colour_jitter import LUMA, RGB2YIQ, apply_colour, compose_affine
+from pipeline.data.video_transforms import VideoAugConfig, augment_clip, crop_boxes
+
+
+def image(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(1, 3, 16, 16, generator=g) * 0.4 + 0.3)  # mid-range: no clamping
+
+
+@pytest.mark.parametrize("ops", [
+    [("brightness", 1.3)], [("contrast", 0.7)], [("saturation", 1.4)],
+    [("saturation", 0.6), ("brightness", 0.8), ("contrast", 1.2)],
+])
+def test_affine_equals_torchvision_sequence(ops):
+    x = image()
+    ref = x.clone()
+    for op, f in ops:
+        ref = getattr(TF, f"adjust_{op}")(ref, f)
+    m, b = compose_affine(ops, x.mean(dim=(0, 2, 3)).double().numpy())
+    got = apply_colour((x * 255).round().to(torch.uint8), m, b, (0, 0, 0), (1, 1, 1))
+    ref_q = ((x * 255).round() / 255)
+    for op, f in ops:
+        ref_q = getattr(TF, f"adjust_{op}")(ref_q, f)
+    assert torch.allclose(got.permute(1, 0, 2, 3), ref_q, atol=2e-3)
+
+
+def test_hue_rotation_keeps_luma_and_turns_chroma():
+    x = image(1)
+    m, b = compose_affine([("hue", 0.25)], np.zeros(3))
+    y = apply_colour((x * 255).round().to(torch.uint8), m, b, (0, 0, 0), (1, 1, 1))
+    xq = (x * 255).round() / 255
+    luma_in = torch.einsum("c,tchw->thw", torch.tensor(LUMA, dtype=torch.float32), xq)
+    luma_out = torch.einsum("c,cthw->thw", torch.tensor(LUMA, dtype=torch.float32), y)
+    assert torch.allclose(luma_in, luma_out, atol=1e-3)
+    iq_in = torch.einsum("kc,tchw->kthw", torch.tensor(RGB2YIQ[1:], dtype=torch.float32), xq)
+    iq_out = torch.einsum("kc,cthw->kthw", torch.tensor(RGB2YIQ[1:], dtype=torch.float32), y)
+    # a quarter turn: I' = -Q, Q' = I
+    assert torch.allclose(iq_out[0], -iq_in[1], atol=2e-3) and torch.allclose(iq_out[1], iq_in[0], atol=2e-3)
+    m0, b0 = compose_affine([("hue", 0.0)], np.zeros(3))
+    assert np.allclose(m0, np.eye(3)) and np.allclose(b0, 0)
+
+
+def test_boxes_follow_crop_and_flip():
+    boxes = torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.9, 0.9, 1.0, 1.0]])
+    # crop the top-left 64x64 of a 128x128 frame: the first box doubles, the second leaves
+    out = crop_boxes(boxes, 128, 128, 0, 0, 64, 64, flip=False)
+    assert torch.allclose(out[0], torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    assert torch.isnan(out[1]).all()
+    flipped = crop_boxes(boxes, 128, 128, 0, 0, 64, 64, flip=True)
+    assert torch.allclose(flipped[0], torch.tensor([0.0, 0.5, 0.5, 1.0]))
+
+
+def test_augment_is_a_function_of_the_rng_and_same_for_all_frames():
+    frames = torch.randint(0, 255, (4, 40, 48, 3), dtype=torch.uint8)
+    frames[:] = frames[0]  # a still clip: every augmented frame must stay identical
+    cfg = VideoAugConfig(size=24)
+    boxes = torch.full((4, 4), float("nan"))
+    a, _ = augment_clip(frames, boxes, cfg, np.random.default_rng(3))
+    b, _ = augment_clip(frames, boxes, cfg, np.random.default_rng(3))
+    c, _ = augment_clip(frames, boxes, cfg, np.random.default_rng(4))
+    assert a.shape == (3, 4, 24, 24)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(a[:, 0], a[:, 3])
+    e, _ = augment_clip(frames, boxes, cfg, None)  # evaluation: centre crop, no jitter
+    assert torch.equal(e, augment_clip(frames, boxes, cfg, None)[0])
