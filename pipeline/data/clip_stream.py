@@ -91,6 +91,8 @@ class ClipStream(torch.utils.data.IterableDataset):
         skip = p.skip[worker] if worker < len(p.skip) else 0
         done = p.done[worker] if worker < len(p.done) else 0
         pos, batch, errors_seen = 0, [], 0
+        if p.resampled and done >= p.batches_per_worker:
+            return  # resumed exactly at the end of this worker's epoch
         for raw in samples:
             pos += 1
             if pos <= skip:
