@@ -73,7 +73,7 @@ def _parse_override(item: str) -> DictConfig:
         raise ConfigError(f"command line: '{item}' is not key=value")
     try:
         return OmegaConf.from_dotlist([item])
-    except OmegaConfBaseException as err:
+    except Exception as err:  # OmegaConf's own errors and YAML scanner errors
         raise ConfigError(f"command line: cannot parse '{item}': {err}") from None
 
 

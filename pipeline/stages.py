@@ -34,11 +34,18 @@ def _resolve(spec: str) -> Any:
 STAGES: tuple[Stage, ...] = (
     Stage("synth", "pipeline.data.synth:SynthConfig", "pipeline.data.synth:run",
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
+    Stage("shard", "pipeline.data.shard:ShardConfig", "pipeline.data.shard:run",
+          "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)",
+          default_config="shard.yaml"),
+    Stage("train", "pipeline.train.config:TrainConfig", "pipeline.train.engine:run",
+          "pretrain with DeepSpeed: gdt | simclr | clip (contrastive)"),
 )
 
 BENCHES: tuple[Stage, ...] = (
     Stage("loader", "pipeline.bench.loader:Config", "pipeline.bench.loader:run",
           "clips/s of the loader (decode + augment + log-mel) vs raw decord decode"),
+    Stage("shard", "pipeline.bench.shard:Config", "pipeline.bench.shard:run",
+          "input seconds/s of the shard stage vs plain ffmpeg transcoding the same inputs"),
 )
 
 

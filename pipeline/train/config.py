@@ -1,0 +1,63 @@
+"""The typed schema of a training run, and the DeepSpeed config derived from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.config import MISSING
+from pipeline.data.loader import LoaderConfig
+from pipeline.models.av_model import ModelConfig
+from pipeline.objectives.gdt import GDTConfig
+from pipeline.objectives.nce import NCEConfig
+from pipeline.objectives.simclr import SimCLRConfig
+from pipeline.train.optim import OptimConfig
+
+
+@dataclass
+class DSConfig:
+    zero_stage: int = field(default=1, metadata={"help": "ZeRO stage: 0, 1 or 2"})
+    precision: str = field(default="fp32", metadata={"help": "fp32 | bf16 | fp16"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    clip_grad: float = field(default=1.0, metadata={"help": "gradient norm clipping (0 = off)"})
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = field(default=200, metadata={"help": "save every N optimizer steps (and at the end)"})
+    keep_last: int = field(default=2, metadata={"help": "complete checkpoints kept"})
+    resume: str = field(default="auto", metadata={"help": "auto (newest complete one in out/checkpoints) | none | PATH"})
+
+
+@dataclass
+class TrainConfig:
+    out: str = field(default=MISSING, metadata={"help": "run folder: config, metrics, checkpoints, final weights"})
+    method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc"})
+    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    seed: int = field(default=0, metadata={"help": "model initialisation seed"})
+    log_every: int = field(default=10, metadata={"help": "log metrics every N steps"})
+    tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard event files"})
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ds: DSConfig = field(default_factory=DSConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    gdt: GDTConfig = field(default_factory=GDTConfig)
+    nce: NCEConfig = field(default_factory=NCEConfig)
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    if cfg.ds.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"ds.precision: {cfg.ds.precision!r}; choose fp32, bf16 or fp16")
+    if cfg.ds.zero_stage not in (0, 1, 2):
+        raise ValueError(f"ds.zero_stage: {cfg.ds.zero_stage}; choose 0, 1 or 2")
+    return {
+        "train_micro_batch_size_per_gpu": cfg.loader.batch_size,
+        "gradient_accumulation_steps": cfg.ds.grad_accum,
+        "gradient_clipping": cfg.ds.clip_grad,
+        "zero_optimization": {"stage": cfg.ds.zero_stage},
+        "bf16": {"enabled": cfg.ds.precision == "bf16"},
+        "fp16": {"enabled": cfg.ds.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }

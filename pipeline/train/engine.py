@@ -1,0 +1,137 @@
+"""One DeepSpeed training engine for every method.
+
+The engine knows nothing of GDT, SeLaVi or detection: a method is an ``nn.Module`` that
+maps a batch to ``(loss, metrics)`` (see ``pipeline.train.method``). The engine owns the
+process group, DeepSpeed, the loader, checkpoints (with loader position and RNG states,
+so resuming is exact), metrics, and stop requests (pre-emption) from the launcher.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from pipeline.config import save_config
+from pipeline.data.loader import ClipLoader
+from pipeline.train import checkpoint as ckpt
+from pipeline.train.config import TrainConfig, deepspeed_config
+from pipeline.train.distributed import any_rank, average_buffers, barrier, setup_distributed
+from pipeline.train.method import StepContext, build_method
+from pipeline.train.metrics_log import MetricsLog
+from pipeline.train.optim import build_optimizer, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+def _to_device(batch: dict, device: torch.device, dtype: torch.dtype | None) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if dtype is not None and v.is_floating_point() and k in ("video", "audio"):
+                v = v.to(dtype)
+        out[k] = v
+    return out
+
+
+def param_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, in order: equal digests = equal models."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        if isinstance(t, torch.Tensor):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) -> dict:
+    """Train to ``cfg.steps`` optimizer steps, or until a stop is requested on any rank.
+
+    Returns ``{"status": "done" | "interrupted", "step", "checkpoint", "out"}``; on a stop
+    request every rank saves a checkpoint first, so a requeued job resumes exactly.
+    """
+    import deepspeed
+
+    info = setup_distributed()
+    out = Path(cfg.out)
+    root = out / "checkpoints"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg)
+    if info.world_size > 1 and info.device.type == "cuda":
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # CPU BN stays local
+    method.to(info.device)
+    optimizer = build_optimizer(method, cfg.optim, info.world_size)
+    scheduler = warmup_cosine(optimizer, cfg.optim, cfg.steps)
+    engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(cfg), dist_init_required=False)
+    loader = ClipLoader(cfg.loader, info.rank, info.world_size)
+    step, resumed_from = 0, None
+    resume = ckpt.resolve_resume(root, cfg.ckpt.resume)
+    if resume is not None:
+        state = ckpt.load(engine, *resume, info.rank)
+        loader.load_state_dict(state["loader"])
+        step, resumed_from = int(state["step"]), str(resume[0] / resume[1])
+        log.info("resumed from %s at step %d", resumed_from, step)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
+    metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    ctx = StepContext(cfg=cfg, info=info, step=step, total_steps=cfg.steps, engine=engine)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not info.is_main)
+    last_ckpt, status = None, "done"
+    window = {"data": 0.0, "compute": 0.0, "clips": 0, "skipped": 0}
+    stop = False
+    while step < cfg.steps and not stop:
+        t_wait = time.perf_counter()
+        for batch in loader:
+            t_got = time.perf_counter()
+            ctx.step = step
+            method.on_step_start(ctx)
+            loss, parts = engine(_to_device(batch, info.device, dtype))
+            engine.backward(loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            t_done = time.perf_counter()
+            window["data"] += t_got - t_wait
+            window["compute"] += t_done - t_got
+            window["clips"] += len(batch["key"])
+            window["skipped"] += int(batch.get("skipped", 0))
+            if boundary:
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    metrics.log_step(step, loss, parts, engine, window, info.world_size,
+                                     loader.skipped_total, bar)
+                    window = {k: 0 for k in window}
+                stop = stop_requested is not None and any_rank(bool(stop_requested()))
+                if stop or step % cfg.ckpt.every == 0 or step == cfg.steps:
+                    last_ckpt = ckpt.save(engine, root, step, loader.state_dict(), info.rank,
+                                          cfg.ckpt.keep_last)
+                if stop:
+                    status = "interrupted"
+                    break
+                if step >= cfg.steps:
+                    break
+            t_wait = time.perf_counter()
+    bar.close()
+    if status == "done":
+        average_buffers(method)
+        if info.is_main:
+            method.export_weights(out / "final")
+    barrier()
+    metrics.close()
+    result = {"status": status, "step": step, "checkpoint": str(last_ckpt) if last_ckpt else None,
+              "out": str(out), "resumed_from": resumed_from, "param_digest": param_digest(method)}
+    log.info("train %s at step %d -> %s", status, step, out)
+    return result
+
+
+def run(cfg: TrainConfig) -> dict:
+    """The ``train`` stage (CLI and jobs): train without a stop hook."""
+    return train(cfg)
