@@ -104,14 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in rest or "--help" in rest:
         print(_stage_help(stage, prefix))
         return 0
+    if "--quiet" in rest or "-q" in rest:
+        os.environ["TQDM_DISABLE"] = "1"  # before tqdm is imported; inherited by workers
     try:
         files, overrides, quiet = parse_args(stage, rest)
         cfg = build_config(stage, files, overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # inherited by worker processes too
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -107,6 +107,7 @@ def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         fh.write(to_yaml(cfg))
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a config is for everyone to read
     os.replace(tmp, path)
     return path
 

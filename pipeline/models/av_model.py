@@ -73,9 +73,11 @@ class AVModel(nn.Module):
                              f"dims ([B, ...] or [B, V, ...]), got shape {tuple(x.shape)}")
         return x.reshape(-1, *x.shape[lead:]), tuple(x.shape[:lead])
 
-    def forward(self, batch: Mapping[str, Any], maps: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Mapping[str, Any], maps: bool = False,
+                features: bool = False) -> dict[str, torch.Tensor]:
         """Embeddings per modality; with ``maps``, also ``video_map`` = the backbone's
-        [B(, V), D, T', H', W'] features before pooling (for per-location scores)."""
+        [B(, V), D, T', H', W'] features before pooling (for per-location scores); with
+        ``features``, also ``<modality>_feat`` = the pooled backbone features."""
         out: dict[str, torch.Tensor] = {}
         for mod, net in self.backbones.items():
             if mod not in batch:
@@ -91,5 +93,7 @@ class AVModel(nn.Module):
                 feat = net.pool(fmap)
                 if maps and mod == "video":
                     out["video_map"] = fmap.reshape(*lead, *fmap.shape[1:])
+            if features:
+                out[f"{mod}_feat"] = feat.reshape(*lead, -1)
             out[mod] = self.heads[mod](feat).reshape(*lead, -1)
         return out

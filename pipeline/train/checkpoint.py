@@ -49,7 +49,8 @@ def rank_state(loader_state: dict, step: int, module: torch.nn.Module) -> dict:
     statistics are per rank unless SyncBatchNorm runs; DeepSpeed saves rank 0's only)."""
     state = {"step": step, "loader": loader_state, "torch_rng": torch.get_rng_state(),
              "python_rng": random.getstate(),
-             "buffers": {k: v.detach().cpu().clone() for k, v in module.named_buffers()}}
+             "buffers": {k: v.detach().cpu().clone() for k, v in module.named_buffers()
+                         if v.is_floating_point()}}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state()
     return state

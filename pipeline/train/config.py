@@ -9,6 +9,8 @@ from pipeline.models.av_model import ModelConfig
 from pipeline.objectives.gdt import GDTConfig
 from pipeline.objectives.nce import NCEConfig
 from pipeline.objectives.simclr import SimCLRConfig
+from pipeline.train.methods.avloc import AVLocConfig
+from pipeline.train.methods.selavi import SeLaViConfig
 from pipeline.train.optim import OptimConfig
 
 
@@ -43,6 +45,8 @@ class TrainConfig:
     gdt: GDTConfig = field(default_factory=GDTConfig)
     nce: NCEConfig = field(default_factory=NCEConfig)
     simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    selavi: SeLaViConfig = field(default_factory=SeLaViConfig)
+    avloc: AVLocConfig = field(default_factory=AVLocConfig)
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:

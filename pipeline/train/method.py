@@ -46,6 +46,8 @@ METHODS: dict[str, str] = {
     "gdt": "pipeline.train.methods.contrastive:GDTMethod",
     "simclr": "pipeline.train.methods.contrastive:SimCLRMethod",
     "clip": "pipeline.train.methods.contrastive:CLIPMethod",
+    "selavi": "pipeline.train.methods.selavi:SeLaViMethod",
+    "avloc": "pipeline.train.methods.avloc:AVLocMethod",
 }
 
 

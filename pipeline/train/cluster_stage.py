@@ -1,0 +1,76 @@
+"""``python -m pipeline cluster``: SeLaVi training, then the final self-labels of the
+whole dataset as a file, clustering metrics against labels when the corpus has them,
+and a cluster browser page."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file
+
+from pipeline.errors import ConfigError
+from pipeline.eval.clustering import clustering_metrics
+from pipeline.report.cluster_browser import write_cluster_browser
+from pipeline.train.config import TrainConfig
+from pipeline.train.distributed import setup_distributed
+from pipeline.train.engine import train
+from pipeline.train.method import StepContext
+from pipeline.train.methods.selavi import SeLaViMethod
+
+log = logging.getLogger(__name__)
+
+
+def class_names(shards: str) -> list[str]:
+    base = Path(shards)
+    index = (base if base.is_dir() else base.parent) / "index.json"
+    return json.loads(index.read_text()).get("classes", []) if index.exists() else []
+
+
+def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
+    """The trained model's self-labels of every sample (collective over ranks)."""
+    info = setup_distributed()
+    method = SeLaViMethod(cfg)
+    method.load_state_dict(load_file(Path(cfg.out) / "final" / "method.safetensors"), strict=False)
+    method.to(info.device)
+    method.relabel(StepContext(cfg=cfg, info=info, step=cfg.steps, total_steps=cfg.steps, engine=None))
+    return method
+
+
+def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
+    out = Path(cfg.out)
+    labels = method.labels.cpu().numpy()
+    with open(out / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["key"] + [f"head{j}" for j in range(labels.shape[1])])
+        for key, row in zip(method.keys, labels):
+            w.writerow([key, *row.tolist()])
+    true = np.asarray(method.true_labels)
+    result: dict = {"samples": len(method.keys), "clusters": cfg.selavi.clusters, "heads": cfg.selavi.heads}
+    if len(true) and true.min() >= 0:
+        per_head = [clustering_metrics(true, labels[:, j]) for j in range(labels.shape[1])]
+        result.update(per_head[0])
+        result["best_head_nmi"] = max(m["nmi"] for m in per_head)
+        result["mean_nmi"] = float(np.mean([m["nmi"] for m in per_head]))
+        result["per_head"] = per_head
+    (out / "cluster_eval.json").write_text(json.dumps(result, indent=2))
+    write_cluster_browser(out / "clusters.html", cfg.loader.shards, method.keys, labels[:, 0],
+                          method.confidence.numpy(), list(true) if len(true) else None,
+                          class_names(cfg.loader.shards), title=f"SeLaVi clusters: {out.name}")
+    return result
+
+
+def run(cfg: TrainConfig) -> dict:
+    if cfg.method != "selavi":
+        raise ConfigError(f"cluster: method must be selavi, got {cfg.method!r}")
+    result = train(cfg)
+    if result["status"] != "done":
+        return result
+    method = label_corpus(cfg)
+    if setup_distributed().is_main:
+        result.update(write_outputs(cfg, method))
+        log.info("cluster: NMI %s ARI %s acc %s -> %s", result.get("nmi"), result.get("ari"),
+                 result.get("cluster_acc"), Path(cfg.out) / "clusters.html")
+    return result

@@ -1,0 +1,171 @@
+"""SeLaVi (Asano et al., NeurIPS 2020): self-labelling with audio and video as
+augmentations of each other.
+
+h heads of K clusters on both the video and the audio backbone. On a schedule denser
+early, the whole dataset's head outputs are collected (float16, each rank its own
+shards) and the distributed Sinkhorn-Knopp solver assigns one label per sample and head
+from the cross-modal probabilities (geometric mean of the two softmaxes). Between
+re-labellings both heads learn to predict those labels (0.5 CE video + 0.5 CE audio,
+averaged over heads), optionally plus a weighted GDT contrastive loss.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.data.loader import ClipLoader
+from pipeline.models.av_model import AVModel
+from pipeline.objectives.gdt import GDT
+from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
+from pipeline.train.method import Method, StepContext
+from pipeline.train.methods.contrastive import check_views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeLaViConfig:
+    clusters: int = field(default=10, metadata={"help": "K clusters per head"})
+    heads: int = field(default=10, metadata={"help": "h clustering heads per modality"})
+    relabels: int = field(default=100, metadata={"help": "times the labels are re-optimised over training"})
+    schedule_power: float = field(default=1.5, metadata={"help": "re-labelling at steps * linspace(0,1,n)^power (denser early)"})
+    sinkhorn: SinkhornConfig = field(default_factory=lambda: SinkhornConfig(lambda_=20.0, n_iters=2000))
+    nce_weight: float = field(default=0.0, metadata={"help": "weight of the GDT contrastive loss added (0 = off)"})
+    batch_size: int = field(default=64, metadata={"help": "batch size of the re-labelling pass"})
+
+
+def relabel_steps(total: int, n: int, power: float) -> list[int]:
+    """Steps before which the labels are re-optimised: n points, denser at the start."""
+    pts = np.round(total * np.linspace(0, 1, n) ** power).astype(int)
+    return sorted({int(p) for p in pts if p < total})
+
+
+class ClusterHeads(nn.Module):
+    """h linear classifiers of K clusters on a feature vector: [.., D] -> [.., h, K]."""
+
+    def __init__(self, dim: int, heads: int, clusters: int):
+        super().__init__()
+        self.heads, self.clusters = heads, clusters
+        self.linear = nn.Linear(dim, heads * clusters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).unflatten(-1, (self.heads, self.clusters))
+
+
+class SeLaViMethod(Method):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg, self.scfg = cfg, cfg.selavi
+        if self.scfg.nce_weight > 0:
+            check_views(cfg, cfg.gdt.loader_clip(), "selavi + gdt")
+            self.objective = GDT(cfg.gdt)
+        self.model = AVModel(cfg.model)
+        for mod in ("video", "audio"):
+            if mod not in self.model.backbones:
+                raise ValueError(f"selavi needs a {mod} backbone (model.{mod}.name)")
+        self.video_heads = ClusterHeads(self.model.backbones["video"].out_dim, self.scfg.heads, self.scfg.clusters)
+        self.audio_heads = ClusterHeads(self.model.backbones["audio"].out_dim, self.scfg.heads, self.scfg.clusters)
+        self.schedule = relabel_steps(cfg.steps, self.scfg.relabels, self.scfg.schedule_power)
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.register_buffer("labels", torch.zeros(0, self.scfg.heads, dtype=torch.long), persistent=False)
+        self.last_relabel = -1
+
+    # -- labels ride in checkpoints as extra state -------------------------------------
+    def get_extra_state(self):
+        return {"keys": list(self.keys), "labels": self.labels.cpu(), "last_relabel": self.last_relabel}
+
+    def set_extra_state(self, state) -> None:
+        self.set_labels(list(state["keys"]), state["labels"])
+        self.last_relabel = int(state["last_relabel"])
+
+    def set_labels(self, keys: list[str], labels: torch.Tensor) -> None:
+        self.keys = keys
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.labels = labels.to(self.labels.device)
+
+    # -- forward ------------------------------------------------------------------------
+    def head_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        out = self.model(batch, features=True)
+        return self.video_heads(out["video_feat"]), self.audio_heads(out["audio_feat"]), out
+
+    def forward(self, batch):
+        lv, la, out = self.head_logits(batch)
+        if lv.dim() == 4:  # [B, V, h, K]: every view learns its sample's label
+            lv, la = lv.flatten(0, 1), la.flatten(0, 1)
+            views = batch["video"].shape[1]
+        else:
+            views = 1
+        idx = [self.index.get(k, -1) for k in batch["key"]]
+        target = torch.full((len(idx), self.scfg.heads), -1, dtype=torch.long, device=lv.device)
+        known = [i for i, j in enumerate(idx) if j >= 0]
+        if known:
+            target[known] = self.labels[[idx[i] for i in known]]
+        target = target.repeat_interleave(views, 0)
+        k = self.scfg.clusters
+        ce_v = F.cross_entropy(lv.float().reshape(-1, k), target.reshape(-1), ignore_index=-1)
+        ce_a = F.cross_entropy(la.float().reshape(-1, k), target.reshape(-1), ignore_index=-1)
+        loss = 0.5 * (ce_v + ce_a)
+        metrics = {"ce_video": ce_v.detach(), "ce_audio": ce_a.detach()}
+        if self.scfg.nce_weight > 0:
+            nce, parts = self.objective(out)
+            loss = loss + self.scfg.nce_weight * nce
+            metrics["nce"] = nce.detach()
+            metrics.update({f"nce_{k}": v for k, v in parts.items()})
+        return loss, metrics
+
+    # -- re-labelling -----------------------------------------------------------------
+    def on_step_start(self, ctx: StepContext) -> None:
+        if ctx.step in self.schedule and self.last_relabel != ctx.step:
+            self.relabel(ctx)
+            self.last_relabel = ctx.step
+
+    @torch.no_grad()
+    def collect(self, ctx: StepContext) -> dict:
+        """One pass over the dataset (this rank's share): keys, labels, head log-probs."""
+        lcfg = replace(ctx.cfg.loader, resampled=False, train=False, batch_size=self.scfg.batch_size,
+                       clip=replace(ctx.cfg.loader.clip, positions=1, copies=1, reverse=False))
+        loader = ClipLoader(lcfg, ctx.info.rank, ctx.info.world_size)
+        was_training = self.training
+        self.eval()
+        dtype = next(self.parameters()).dtype
+        keys, true, logp = [], [], []
+        for batch in loader:
+            b = {m: batch[m].to(ctx.info.device, dtype) for m in ("video", "audio")}
+            lv, la, _ = self.head_logits(b)
+            lv, la = lv[:, 0].float(), la[:, 0].float()  # the single view
+            # geometric mean of the modalities' softmaxes, in log space
+            logp.append((0.5 * (lv.log_softmax(-1) + la.log_softmax(-1))).half().cpu())
+            keys.extend(batch["key"])
+            true.extend(batch["label"].tolist())
+        self.train(was_training)
+        k, h = self.scfg.clusters, self.scfg.heads
+        return {"keys": keys, "true": true,
+                "logp": torch.cat(logp) if logp else torch.zeros(0, h, k, dtype=torch.float16)}
+
+    def relabel(self, ctx: StepContext) -> dict:
+        data = self.collect(ctx)
+        labels = torch.stack([sinkhorn_knopp(data["logp"][:, j], self.scfg.sinkhorn).labels
+                              for j in range(self.scfg.heads)], dim=1) if len(data["keys"]) else \
+            torch.zeros(0, self.scfg.heads, dtype=torch.long)
+        conf = data["logp"][:, 0].float().softmax(-1).max(-1).values if len(data["keys"]) else torch.zeros(0)
+        mine = (data["keys"], labels, data["true"], conf)
+        shards = [mine]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            shards = [None] * dist.get_world_size()
+            dist.all_gather_object(shards, mine)
+        keys = [k for s in shards for k in s[0]]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # rank-independent table
+        all_labels = torch.cat([s[1] for s in shards])[order]
+        self.set_labels([keys[i] for i in order], all_labels)
+        self.true_labels = [[t for s in shards for t in s[2]][i] for i in order]
+        self.confidence = torch.cat([s[3] for s in shards])[order]
+        sizes = torch.bincount(all_labels[:, 0], minlength=self.scfg.clusters)
+        log.info("step %d: re-labelled %d samples; head-0 cluster sizes %s", ctx.step, len(keys), sizes.tolist())
+        return {"keys": self.keys, "labels": self.labels}
