@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.config import MISSING, save_config
+from pipeline.config import MISSING, ConfigError, save_config
 from pipeline.data.av_write import write_mp4
 from pipeline.data.synth_classes import SynthClass, caption, make_classes
 from pipeline.data.synth_render import (ObjectTrack, background, bouncing_track, mask_bbox,
@@ -104,11 +104,15 @@ def _make_one(args) -> dict:
 
 def run(cfg: SynthConfig) -> dict:
     out = Path(cfg.out)
+    if cfg.max_objects < 1:
+        raise ConfigError(f"max_objects={cfg.max_objects}: at least one (sounding) object is needed")
+    lo, hi = cfg.object_size
+    if not 4 <= lo <= hi <= 0.8 * cfg.size:
+        raise ConfigError(f"object_size={list(cfg.object_size)} does not fit size={cfg.size}: need "
+                          f"4 <= min <= max <= 0.8 * size, e.g. object_size=[{max(4, cfg.size // 5)},{cfg.size // 3}]")
+    classes = make_classes(cfg.n_classes)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    classes = make_classes(cfg.n_classes)
-    if cfg.max_objects < 1:
-        raise ValueError("max_objects must be >= 1")
     specs = [_video_spec(cfg, classes, i) for i in range(cfg.n_videos)]
     workers = cfg.workers or os.cpu_count() or 1
     start = time.time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -83,7 +84,8 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
     metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard)
     ctx = StepContext(cfg=cfg, info=info, step=step, total_steps=cfg.steps, engine=engine)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not info.is_main)
+    quiet = os.environ.get("TQDM_DISABLE") == "1"  # --quiet (an explicit disable overrides tqdm's env default)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet or not info.is_main)
     last_ckpt, status = None, "done"
     window = {"data": 0.0, "compute": 0.0, "clips": 0, "skipped": 0}
     stop = False

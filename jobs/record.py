@@ -1,0 +1,34 @@
+"""The job folder's ``jobs.json``: which jobs a launch submitted, so ``status`` can find
+them (and their logs) after the submitting process is gone."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+RECORD = "jobs.json"
+
+
+def read(folder: Path) -> list[dict]:
+    """Every launch recorded in ``folder``, oldest first."""
+    path = Path(folder) / RECORD
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())["launches"]
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not a jobs record ({err})") from None
+
+
+def append(folder: Path, stage: str, cluster: str, jobs: list[dict]) -> dict:
+    """Add one launch: ``jobs`` is ``[{"job_id", "label", "tasks"}]``."""
+    launch = {"stage": stage, "cluster": cluster,
+              "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "jobs": jobs}
+    launches = read(folder) + [launch]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".jobs.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"launches": launches}, fh, indent=1)
+    os.replace(tmp, Path(folder) / RECORD)
+    return launch

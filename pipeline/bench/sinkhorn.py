@@ -1,0 +1,122 @@
+"""Benchmark: our Sinkhorn-Knopp self-labelling vs POT on the same problem.
+
+Both solvers get identical log-probabilities, iteration count and tolerance (POT's
+stopThr = tol / sqrt(N), the same quantity in its units). POT's plain ``ot.sinkhorn``
+(float64 scaling) is the peer for speed and for the reference labels. At ImageNet size
+(N=1.28M, K=3000) POT cannot hold the float64 problem, so ``compare_pot=False`` runs
+ours alone to measure time and peak memory.
+
+The log-probs are generated chunkwise straight into a float16 buffer, because a float32
+N x K intermediate would by itself exceed the memory budget being measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class Config:
+    n: int = field(default=50000, metadata={"help": "Samples N."})
+    k: int = field(default=1000, metadata={"help": "Clusters K."})
+    lambda_: float = field(default=25.0, metadata={"help": "Sinkhorn lambda (POT reg = 1/lambda)."})
+    iters: int = field(default=100, metadata={"help": "Max iterations, same for both solvers."})
+    tol: float = field(default=0.0, metadata={
+        "help": "RMS relative sample-marginal error to stop at (POT stopThr = tol/sqrt(N)); "
+                "0 runs exactly `iters` iterations."})
+    seed: int = field(default=0, metadata={"help": "Seed of the synthetic logits."})
+    logit_std: float = field(default=2.0, metadata={
+        "help": "Std of the synthetic logits before log_softmax (peakedness of P)."})
+    dtype: str = field(default="float16", metadata={
+        "help": f"Storage dtype of the log-probs, one of {tuple(_DTYPES)}."})
+    marginals: str = field(default="uniform", metadata={"help": "uniform | gauss | zipf."})
+    cache_gb: float = field(default=4.0, metadata={"help": "SinkhornConfig.cache_gb."})
+    native: bool = field(default=True, metadata={"help": "SinkhornConfig.native (fused C kernels)."})
+    threads: int = field(default=0, metadata={"help": "SinkhornConfig.threads (0 = torch's)."})
+    repeats: int = field(default=1, metadata={
+        "help": "Time each solver this many times, alternating, and keep the fastest "
+                "(the load of a shared machine varies within seconds)."})
+    compare_pot: bool = field(default=True, metadata={
+        "help": "Also run POT (needs ~5 float64 K x N arrays; off at ImageNet size)."})
+    json: str = field(default="", metadata={"help": "Write the result dict here (JSON) if set."})
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+
+
+def make_log_probs(n: int, k: int, std: float, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    """log_softmax(N(0, std^2) logits), built chunkwise into an (n, k) `dtype` tensor."""
+    out = torch.empty(n, k, dtype=dtype)
+    gen = torch.Generator().manual_seed(seed)
+    rows = max(1, (1 << 22) // k)
+    for s in range(0, n, rows):
+        e = min(s + rows, n)
+        logits = torch.randn(e - s, k, generator=gen).mul_(std)
+        out[s:e] = torch.log_softmax(logits, 1)
+    return out
+
+
+def _run_pot(log_p: torch.Tensor, a: torch.Tensor, cfg: Config) -> tuple[float, torch.Tensor, int]:
+    import ot
+
+    m = (-log_p.t().double()).numpy()  # cost M = -log P^T, K x N
+    a_np, b_np = a.double().numpy(), torch.full((cfg.n,), 1.0 / cfg.n, dtype=torch.float64).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" is expected with tol = 0
+        t0 = time.perf_counter()
+        plan, log = ot.sinkhorn(a_np, b_np, m, 1.0 / cfg.lambda_, method="sinkhorn",
+                                numItermax=cfg.iters, stopThr=cfg.tol / math.sqrt(cfg.n), log=True)
+        seconds = time.perf_counter() - t0
+    labels = torch.from_numpy(plan.argmax(0))
+    return seconds, labels, int(log["niter"]) + 1
+
+
+def run(cfg: Config) -> dict:
+    if cfg.dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(_DTYPES)}")
+    load_before = os.getloadavg()[0]  # the machine may be shared: record its load
+    t0 = time.perf_counter()
+    log_p = make_log_probs(cfg.n, cfg.k, cfg.logit_std, cfg.seed, _DTYPES[cfg.dtype])
+    gen_seconds = time.perf_counter() - t0
+    scfg = SinkhornConfig(lambda_=cfg.lambda_, n_iters=cfg.iters, tol=cfg.tol, marginals=cfg.marginals,
+                          cache_gb=cfg.cache_gb, native=cfg.native, threads=cfg.threads)
+    seconds, pot_seconds, res, rss = math.inf, math.inf, None, 0.0
+    for _ in range(max(1, cfg.repeats)):
+        t0 = time.perf_counter()
+        res = sinkhorn_knopp(log_p, scfg)
+        seconds = min(seconds, time.perf_counter() - t0)
+        rss = rss or _peak_rss_gb()  # ours alone, before POT's float64 arrays exist
+        if cfg.compare_pot:
+            t, pot_labels, pot_iters = _run_pot(log_p, res.marginals, cfg)
+            pot_seconds = min(pot_seconds, t)
+    out = {"n": cfg.n, "k": cfg.k, "lambda_": cfg.lambda_, "iters": res.n_iters, "tol": cfg.tol,
+           "dtype": cfg.dtype, "seconds": seconds, "gen_seconds": gen_seconds,
+           "seconds_per_iter": seconds / max(res.n_iters, 1), "err": res.err,
+           "converged": res.converged, "kernel_cached": res.cached, "native": res.native,
+           "kernel_builds": res.kernel_builds, "peak_rss_gb": rss,
+           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+           "config": asdict(cfg)}
+    if cfg.compare_pot:
+        import ot
+
+        out.update(pot_seconds=pot_seconds, pot_iters=pot_iters, speedup=pot_seconds / seconds,
+                   label_agreement=float((pot_labels == res.labels).double().mean()),
+                   peak_rss_with_pot_gb=_peak_rss_gb(), pot=ot.__version__)
+    out["load_avg_1m"] = [load_before, os.getloadavg()[0]]
+    if cfg.json:
+        with open(cfg.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return out

@@ -1,0 +1,155 @@
+"""The inputs of the shard stage: a folder tree of videos or a CSV/JSONL manifest.
+
+Both become the same sorted list of :class:`InputItem`, so shard assignment depends only
+on the corpus, never on listing order or on which machine (or SLURM slice) reads it.
+A malformed manifest row stops the run before any work, naming the file and line;
+a broken *video* does not (it gets a status when it is processed).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+from pipeline.errors import InputError
+
+VIDEO_EXTENSIONS = ("3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg",
+                    "mts", "ogv", "ts", "vob", "webm", "wmv")
+KNOWN_COLUMNS = ("path", "caption", "label", "start", "end", "boxes")
+
+
+@dataclass
+class InputItem:
+    path: str                       # as given: manifest text, or relative to the input folder
+    abspath: str
+    identity: str                   # hashed into the sample keys; unique in the corpus
+    label: str | None = None
+    caption: str | None = None
+    start: float | None = None      # segment of the source to use, seconds
+    end: float | None = None
+    boxes: list[list[float]] | None = None  # [t, x0, y0, x1, y1], t in source seconds
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_corpus(source: str, extensions: list[str] | tuple[str, ...] = VIDEO_EXTENSIONS,
+                labels_from_folders: bool = True) -> list[InputItem]:
+    """Sorted inputs of a folder or manifest; an InputError names what is wrong."""
+    src = Path(source)
+    if src.is_dir():
+        items = list(_folder_items(src, {e.lower().lstrip(".") for e in extensions},
+                                   labels_from_folders))
+    elif src.is_file() and src.suffix.lower() in (".csv", ".jsonl", ".json"):
+        items = _manifest_items(src)
+    elif src.exists():
+        raise InputError(f"input {source}: expected a folder of videos or a .csv/.jsonl manifest")
+    else:
+        raise InputError(f"input {source}: no such file or folder")
+    if not items:
+        raise InputError(f"input {source}: no videos found")
+    items.sort(key=lambda it: (it.path, -1.0 if it.start is None else it.start,
+                               math.inf if it.end is None else it.end))
+    seen: Counter[str] = Counter()
+    for it in items:  # the same file and segment listed twice still gets distinct keys
+        seen[it.identity] += 1
+        if seen[it.identity] > 1:
+            it.identity = f"{it.identity}#{seen[it.identity] - 1}"
+    return items
+
+
+def class_names(items: list[InputItem]) -> list[str]:
+    """Sorted label names; numerically when every label is an integer (so "10" > "9")."""
+    names = {it.label for it in items if it.label is not None}
+    if names and all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _folder_items(root: Path, exts: set[str], labels: bool) -> Iterator[InputItem]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.rsplit(".", 1)[-1].lower() not in exts or "." not in name:
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            parent = PurePosixPath(rel).parent.name
+            yield InputItem(path=rel, abspath=str(full), identity=rel,
+                            label=(parent or None) if labels else None)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise InputError(f"{path}: CSV manifest needs a 'path' column")
+            for i, row in enumerate(reader, start=2):
+                yield i, {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+        return
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}:{i}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{i}: each line must be a JSON object")
+            yield i, row
+
+
+def _manifest_items(path: Path) -> list[InputItem]:
+    base = path.parent
+    items = []
+    for line, row in _rows(path):
+        where = f"{path}:{line}"
+        if not row.get("path"):
+            raise InputError(f"{where}: row has no 'path'")
+        given = str(row["path"])
+        start, end = _seconds(row.get("start"), where, "start"), _seconds(row.get("end"), where, "end")
+        if start is not None and end is not None and end <= start:
+            raise InputError(f"{where}: end ({end}) must be after start ({start})")
+        identity = given if start is None and end is None else f"{given}@{start}-{end}"
+        label = row.get("label")
+        caption = row.get("caption")
+        items.append(InputItem(
+            path=given, abspath=str(base / given), identity=identity,
+            label=None if label in (None, "") else str(label),
+            caption=None if caption in (None, "") else str(caption),
+            start=start, end=end, boxes=_boxes(row.get("boxes"), where),
+            extra={k: v for k, v in row.items() if k not in KNOWN_COLUMNS}))
+    return items
+
+
+def _seconds(value: Any, where: str, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: '{name}' must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(out) or out < 0:
+        raise InputError(f"{where}: '{name}' must be >= 0 seconds, got {value!r}")
+    return out
+
+
+def _boxes(value: Any, where: str) -> list[list[float]] | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):  # CSV cells hold the JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: 'boxes' is not a JSON list") from None
+    ok = isinstance(value, list) and all(
+        isinstance(b, (list, tuple)) and len(b) == 5
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b) for b in value)
+    if not ok:
+        raise InputError(f"{where}: 'boxes' must be a list of [t, x0, y0, x1, y1] numbers")
+    return [[float(v) for v in b] for b in value]

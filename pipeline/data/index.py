@@ -1,0 +1,60 @@
+"""``index.json``: the corpus-level view, merged from the per-shard stats files.
+
+It is rebuilt only from completed shards' stats (never from a running process's memory),
+so any process — the last SLURM slice to finish, or a ``merge_only`` run — can build it,
+and concurrent builders write the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from pipeline.data.tar_write import write_json_atomic
+
+
+def build_index(output: str | Path, name: str, classes: list[str], stats: list[dict],
+                settings: dict) -> dict:
+    """Index of a complete corpus from its shards' stats (in shard order)."""
+    inputs = [e for s in stats for e in s["inputs"]]
+    ok = [e for e in inputs if e["status"] == "ok"]
+    index = {
+        "name": name,
+        "totals": {
+            "videos": len(ok), "inputs": len(inputs),
+            "failed": sum(e["status"] == "failed" for e in inputs),
+            "skipped": sum(e["status"] == "skipped" for e in inputs),
+            "clips": sum(s["samples"] for s in stats),
+            "hours": round(sum(e["seconds"] for e in ok) / 3600, 6),
+            "clip_hours": round(sum(s["seconds"] for s in stats) / 3600, 6),
+            "bytes": sum(s["bytes"] for s in stats),
+        },
+        "classes": classes,
+        "settings": settings,
+        "shards": [{"name": s["shard"], "samples": s["samples"], "bytes": s["bytes"],
+                    "seconds": s["seconds"]} for s in stats],
+        "inputs": inputs,
+    }
+    write_json_atomic(Path(output) / "index.json", json.dumps(index, indent=1))
+    return index
+
+
+def stray_shards(output: str | Path, name: str, n_shards: int) -> list[str]:
+    """Tars named like ours that the current plan does not contain (an older, bigger run)."""
+    expected = {f"{name}-{i:06d}.tar" for i in range(n_shards)}
+    return sorted(p.name for p in Path(output).glob(f"{name}-*.tar") if p.name not in expected)
+
+
+def summary_table(entries: list[dict], wall_s: float, shards_done: int, shards_skipped: int) -> str:
+    """Human summary of the inputs processed in this run: statuses, hours, clips, speed."""
+    counts = Counter((e["status"], e.get("reason") or e.get("note") or "") for e in entries)
+    lines = [f"{'status':<9}{'reason / note':<18}{'inputs':>8}"]
+    for (status, reason), n in sorted(counts.items()):
+        lines.append(f"{status:<9}{reason:<18}{n:>8}")
+    seconds = sum(e.get("seconds", 0.0) for e in entries if e["status"] == "ok")
+    clips = sum(e.get("clips", 0) for e in entries)
+    rate = seconds / wall_s if wall_s > 0 else 0.0
+    lines.append(f"shards written {shards_done}, already complete {shards_skipped}; "
+                 f"hours in {seconds / 3600:.3f}, clips out {clips}, wall {wall_s:.1f} s, "
+                 f"{rate:.1f} input-s/s, {len(entries) / wall_s if wall_s > 0 else 0:.2f} videos/s")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Clip audio windows from the decoded s16le mono track, as WAV bytes the loader can seek.
+
+A canonical 44-byte header + raw 16-bit samples means sample ``n`` lies at byte
+``44 + 2 n``: any window is read by offset, without decoding. Windows are exact sample
+ranges of the track (zero-padded where the track ends early), so audio and video of a
+clip cover the same instants.
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+
+
+def pcm_wav(pcm: bytes, rate: int) -> bytes:
+    """Mono 16-bit PCM samples -> a complete WAV file (no optional chunks)."""
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16,
+                         1, 1, rate, rate * 2, 2, 16, b"data", len(pcm))
+    return header + pcm
+
+
+def read_window(path: str, first: int, count: int) -> bytes:
+    """``count`` s16 samples from sample ``first`` of a raw track; zeros past its end."""
+    out = bytearray(2 * count)
+    with open(path, "rb") as fh:
+        fh.seek(2 * max(first, 0))
+        got = fh.read(2 * count)
+    out[: len(got)] = got
+    return bytes(out)
+
+
+def rms(pcm: bytes) -> float:
+    """Root mean square level of s16 samples, 1.0 = full scale."""
+    if not pcm:
+        return 0.0
+    x = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768.0
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def track_rms(path: str, chunk: int = 1 << 22) -> float:
+    """RMS of a whole raw track, read in chunks (tracks can be hours long)."""
+    total, n = 0.0, 0
+    if not os.path.exists(path):
+        return 0.0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            x = np.frombuffer(block[: len(block) // 2 * 2], "<i2").astype(np.float64)
+            total += float(np.dot(x, x))
+            n += len(x)
+    return float(np.sqrt(total / n)) / 32768.0 if n else 0.0

@@ -1,0 +1,118 @@
+"""``python -m pipeline report``: one offline HTML page per run: training curves, the
+evaluation table beside random init, a 2-D projection of the embeddings, retrieval
+examples with thumbnails, and links to the cluster browser and detection pictures."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import MISSING
+from pipeline.data.shard_lookup import read_samples
+from pipeline.report.cluster_browser import _thumb
+from pipeline.report.figures import curves, projection
+from pipeline.report.html import esc, page, png_tag, table
+from pipeline.utils.metrics import read_jsonl
+
+log = logging.getLogger(__name__)
+
+EVAL_ROWS = [("knn_top1", "kNN top-1 (video, k=20)"), ("knn_top1_k1", "kNN top-1 (video, k=1)"),
+             ("linear_top1", "linear probe top-1 (video)"), ("knn_top1_audio", "kNN top-1 (audio, k=20)"),
+             ("knn_top1_av", "kNN top-1 (video+audio)"), ("r_at_1_a2v", "R@1 audio->video"),
+             ("r_at_5_a2v", "R@5 audio->video"), ("r_at_10_a2v", "R@10 audio->video"),
+             ("medr_a2v", "median rank audio->video"), ("r_at_1_v2a", "R@1 video->audio"),
+             ("r_at_1_v2t", "R@1 video->text"), ("nmi", "k-means NMI (video)"), ("ari", "k-means ARI (video)"),
+             ("cluster_acc", "k-means accuracy (video)"), ("selavi_nmi", "SeLaVi NMI"),
+             ("selavi_ari", "SeLaVi ARI"), ("selavi_cluster_acc", "SeLaVi accuracy"),
+             ("map50", "detection mAP@0.5")]
+
+
+@dataclass
+class ReportConfig:
+    run_dir: str = field(default=MISSING, metadata={"help": "pipeline run folder (the demo's OUT)"})
+    test_shards: str = field(default="", metadata={"help": "shards of the evaluated clips, for thumbnails (default: run_dir/shards/test)"})
+    class_names: list[str] = field(default_factory=list, metadata={"help": "class names (default: the shards' index.json)"})
+    out: str = field(default="", metadata={"help": "report path (default: run_dir/report.html)"})
+
+
+def _eval_table(ev: dict) -> str:
+    rnd = ev.get("random_init", {})
+    rows = []
+    for key, name in EVAL_ROWS:
+        if key in ev:
+            rows.append({"metric": name, "trained": ev[key], "random init": rnd.get(key, "")})
+    return table(rows, ["metric", "trained", "random init"])
+
+
+def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
+    if not examples or not shards:
+        return "<p class='muted'>no retrieval examples</p>"
+    keys = {e["query"] for e in examples} | {t["key"] for e in examples for t in e["top"]}
+    samples = read_samples(shards, keys)
+    name = (lambda y: names[y] if 0 <= y < len(names) else str(y))
+    parts = ["<p class='muted'>Each row: an audio query (its own clip shown), then the five videos "
+             "whose embeddings are nearest; green = same class.</p>"]
+    for e in examples:
+        cells = [f"<div class='card'><b>query</b><br>{_thumb(samples[e['query']]) if e['query'] in samples else ''}"
+                 f"<br>{esc(name(e['label']))}<br>true rank {e['rank'] + 1}</div>"]
+        for t in e["top"]:
+            ok = "good" if t["label"] == e["label"] else "bad"
+            img = _thumb({k: v for k, v in samples[t["key"]].items() if k != "wav"}) if t["key"] in samples else ""
+            cells.append(f"<div class='card'>{img}<br><span class='{ok}'>{esc(name(t['label']))}</span></div>")
+        parts.append("<div class='grid'>" + "".join(cells) + "</div><br>")
+    return "".join(parts)
+
+
+def build_report(cfg: ReportConfig) -> Path:
+    run = Path(cfg.run_dir)
+    shards = cfg.test_shards or str(run / "shards" / "test")
+    index = Path(shards) / "index.json"
+    names = list(cfg.class_names) or (json.loads(index.read_text()).get("classes", []) if index.exists() else [])
+    body = [f"<h1>Pipeline report: {esc(run.name)}</h1>"]
+    summary = run / "summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        body.append("<p class='muted'>" + " &middot; ".join(f"{esc(k)}: {esc(v)}" for k, v in s.items()) + "</p>")
+    runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
+            if (d / "metrics.jsonl").exists()}
+    if runs:
+        body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
+    ev_path = run / "eval" / "eval.json"
+    if ev_path.exists():
+        ev = json.loads(ev_path.read_text())
+        body.append(f"<h2>Evaluation</h2><p class='muted'>{ev.get('n_train', '?')} training and "
+                    f"{ev.get('n_test', '?')} held-out clips; the same architectures at random "
+                    "initialisation beside the trained ones.</p>" + _eval_table(ev))
+        emb = run / "eval" / "embeddings.npz"
+        if emb.exists():
+            z = np.load(emb)
+            if (z["label"] >= 0).all():
+                sets = {m: z[f"{m}_emb"] for m in ("video", "audio") if f"{m}_emb" in z}
+                body.append("<h2>Embeddings</h2>" + png_tag(projection(sets, z["label"], names), "t-SNE", width=1100))
+        ex = run / "eval" / "retrieval_examples.json"
+        if ex.exists():
+            body.append("<h2>Retrieval examples</h2>" + _retrieval(json.loads(ex.read_text()), shards, names))
+    links = []
+    for sub in sorted(run.iterdir()):
+        if (sub / "clusters.html").exists():
+            links.append(f"<a href='{esc(sub.name)}/clusters.html'>cluster browser ({esc(sub.name)})</a>")
+    det = sorted(run.glob("*/detect_eval.json"))
+    if links or det:
+        body.append("<h2>Clusters and detection</h2>" + "<br>".join(links))
+    for d in det:
+        de = json.loads(d.read_text())
+        body.append(f"<h3>{esc(d.parent.name)}</h3>" + table([{k: v for k, v in de.items()
+                                                              if isinstance(v, (int, float))}]))
+        for png in sorted(d.parent.glob("*.png")):
+            body.append(f"<p>{esc(png.name)}</p>" + png_tag(png.read_bytes(), png.name, width=1100))
+    path = Path(cfg.out) if cfg.out else run / "report.html"
+    path.write_text(page(f"report: {run.name}", "".join(body)))
+    log.info("report -> %s", path)
+    return path
+
+
+def run(cfg: ReportConfig) -> dict:
+    return {"report": str(build_report(cfg))}
