@@ -58,6 +58,8 @@ STAGES: tuple[Stage, ...] = (
 )
 
 BENCHES: tuple[Stage, ...] = (
+    Stage("train", "pipeline.bench.train:Config", "pipeline.bench.train:run",
+          "steps/s of the DeepSpeed engine vs a plain PyTorch loop (same model, data in memory)"),
     Stage("loader", "pipeline.bench.loader:Config", "pipeline.bench.loader:run",
           "clips/s of the loader (decode + augment + log-mel) vs raw decord decode"),
     Stage("shard", "pipeline.bench.shard:Config", "pipeline.bench.shard:run",

@@ -79,7 +79,7 @@ def test_audio_has_class_pitch(corpus):
 
 def test_deterministic_and_classes_independent_of_seed(tmp_path):
     def make(out, seed):
-        cfg = load_config(SynthConfig, [], [f"out={out}", "n_videos=3", "seconds=1", "size=48",
+        cfg = load_config(SynthConfig, [], [f"out={out}", "n_videos=3", "seconds=1", "size=48", "object_size=[10,20]",
                                              "workers=1", f"seed={seed}"])
         run(cfg)
     make(tmp_path / "a", 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -38,9 +39,14 @@ def setup_distributed() -> DistInfo:
 
     # the shared-memory collective op is JIT-compiled (~90 s) and not needed here
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    init_method = None
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+        # alone: a file rendezvous instead of a TCP port that a neighbour might take first
+        fd, path = tempfile.mkstemp(prefix="pipeline-dist-")
+        os.close(fd)
+        os.unlink(path)
+        init_method = f"file://{path}"
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
@@ -48,7 +54,12 @@ def setup_distributed() -> DistInfo:
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        if init_method:
+            deepspeed.init_distributed(dist_backend=backend, verbose=False, init_method=init_method,
+                                       auto_mpi_discovery=False,
+                                       rank=0, world_size=1)
+        else:
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
