@@ -48,7 +48,7 @@ class Config:
     crf: int = field(default=23, metadata={"help": "x264 crf (both)"})
     preset: str = field(default="veryfast", metadata={"help": "x264 preset (both)"})
     scale_flags: str = field(default="area", metadata={"help": "ffmpeg scaler (both)"})
-    repeats: int = field(default=1, metadata={"help": "alternating rounds (ffmpeg, ours); the best of each counts"})
+    repeats: int = field(default=2, metadata={"help": "rounds, in ABBA order (ffmpeg, ours, ours, ffmpeg, ...) so a drifting machine load favours neither; the best of each counts"})
     scratch: str = field(default="", metadata={"help": "folder for the outputs (default: a temporary folder, removed)"})
     json: str = field(default="", metadata={"help": "write the results here as JSON"})
 
@@ -150,14 +150,17 @@ def run(cfg: Config) -> dict:
     load = os.getloadavg()[0]
     ours, peer, cpu, peer_cpu, result = [], [], [], [], {}
     try:
-        for _ in range(max(cfg.repeats, 1)):
-            wall, used = _ffmpeg_round(cfg, paths, scratch / "ffmpeg", workers)
-            peer.append(wall)
-            peer_cpu.append(used)
-            wall, used, result = _our_round(cfg, scratch / "shards", workers)
-            ours.append(wall)
-            cpu.append(used)
-            log.info("round: ffmpeg %.1f s, shard stage %.1f s", peer[-1], wall)
+        for r in range(max(cfg.repeats, 1)):
+            for side in (("ffmpeg", "ours") if r % 2 == 0 else ("ours", "ffmpeg")):  # ABBA
+                if side == "ffmpeg":
+                    wall, used = _ffmpeg_round(cfg, paths, scratch / "ffmpeg", workers)
+                    peer.append(wall)
+                    peer_cpu.append(used)
+                else:
+                    wall, used, result = _our_round(cfg, scratch / "shards", workers)
+                    ours.append(wall)
+                    cpu.append(used)
+            log.info("round %d: ffmpeg %.1f s, shard stage %.1f s", r, peer[-1], ours[-1])
     finally:
         if not cfg.scratch:
             shutil.rmtree(scratch, ignore_errors=True)

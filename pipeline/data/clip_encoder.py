@@ -1,8 +1,8 @@
 """One clip's H.264 mp4, encoded in memory frame by frame with PyAV.
 
-Settings that make the bytes a pure function of the frames: one x264 thread (x264's
-output depends on its thread count, which would otherwise follow the machine's cores)
-and the bitexact flags (no library version strings in the file). A keyframe at least
+Settings that make the bytes a pure function of the frames: a fixed x264 thread count
+(x264 is deterministic for a given count, which would otherwise follow the machine's
+cores) and the bitexact flags (no library version strings in the file). A keyframe at least
 every ``gop`` frames keeps random access to any clip position cheap for the loader.
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 
 class ClipEncoder:
     def __init__(self, width: int, height: int, fps: int, crf: int = 23,
-                 preset: str = "veryfast", gop: int | None = None):
+                 preset: str = "veryfast", gop: int | None = None, threads: int = 1):
         self.width, self.height, self.fps = width, height, fps
         self.n_frames = 0
         self._buf = io.BytesIO()
         self._out = av.open(self._buf, "w", format="mp4", options={"fflags": "+bitexact"})
         st = self._out.add_stream("libx264", rate=fps)
         st.width, st.height, st.pix_fmt = width, height, "yuv420p"
-        st.codec_context.thread_count = 1
+        st.codec_context.thread_count = threads
         st.codec_context.flags |= av.codec.context.Flags.bitexact
         g = gop or fps
         st.options = {"crf": str(crf), "preset": preset, "g": str(g), "keyint_min": str(g)}

@@ -9,7 +9,7 @@ from pipeline.data.corpus import VIDEO_EXTENSIONS
 # keys whose value changes the bytes of a shard: part of each shard's fingerprint
 OUTPUT_KEYS = ("name", "clip_seconds", "stride_seconds", "min_clip_seconds", "min_seconds", "fps",
                "short_side", "audio_rate", "require_audio", "silence_rms", "keep_truncated",
-               "crf", "preset", "scale_flags")
+               "crf", "preset", "scale_flags", "encoder_threads")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ShardConfig:
     keep_truncated: bool = field(default=False, metadata={"help": "keep the decodable part of a truncated input (status ok, note truncated) instead of failing it"})
     crf: int = field(default=23, metadata={"help": "x264 constant rate factor (lower = better, bigger)"})
     preset: str = field(default="veryfast", metadata={"help": "x264 preset"})
+    encoder_threads: int = field(default=2, metadata={"help": "x264 threads per encoder; fixed (x264 output depends on the count, never on the machine)"})
     scale_flags: str = field(default="area", metadata={"help": "ffmpeg scaler (area: exact pixel averaging when shrinking, and cheap; bicubic, lanczos, ...)"})
     labels_from_folders: bool = field(default=True, metadata={"help": "folder input: label = name of the file's parent folder (none for files at the top)"})
     extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS), metadata={"help": "folder input: file extensions taken as videos"})

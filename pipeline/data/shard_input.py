@@ -106,13 +106,14 @@ def _process(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tmp_dir
         stride_frames=frames_of(cfg.stride_seconds or cfg.clip_seconds, fps),
         min_frames=max(frames_of(cfg.min_clip_seconds, fps), 1), crf=cfg.crf, preset=cfg.preset,
         scale_flags=cfg.scale_flags, scale_first=info.fps is not None and info.fps < fps,
+        encoder_threads=cfg.encoder_threads,
         threads=cfg.ffmpeg_threads, ffmpeg=cfg.ffmpeg, timeout=cfg.input_timeout)
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="input.") as work, \
             open(os.path.join(work, "clips.bin"), "w+b") as spool:
         audio_path = os.path.join(work, "audio.s16")
         dec = transcode(path, settings, info.video_index, info.audio_index, spool, audio_path,
                         start=item.start, duration=(item.end - (item.start or 0.0))
-                        if item.end is not None else None)
+                        if item.end is not None else None, expected_seconds=expected)
         note = _check(dec, expected, cfg, fps)
         has_audio = info.audio_index is not None
         if has_audio and (dec.audio_samples == 0 or track_rms(audio_path) < cfg.silence_rms):

@@ -10,7 +10,9 @@ input is decoded exactly once. Clips are encoded one of two ways:
 * overlapping or spaced clips: ffmpeg streams raw yuv420p frames through a pipe and each
   clip gets its own PyAV encoder (:class:`ClipEncoder`), so a frame can go to several.
 
-Both use one x264 thread and bitexact flags, so the bytes are a function of the input.
+Both use a fixed number of x264 threads (x264 is deterministic for a given count; the
+machine's core count never enters) and bitexact flags: the bytes are a function of the
+input and the settings.
 Timing: ffmpeg shifts the input so its earliest stream starts at 0; ``fps=start_time=0``
 and ``aresample=first_pts=0`` pad a later-starting stream, so frame ``i`` and audio
 sample ``i * rate / fps`` are the same instant.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -34,6 +37,8 @@ import numpy as np
 from pipeline.data.clip_encoder import ClipEncoder
 from pipeline.data.clip_spans import clip_spans
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TranscodeSettings:
@@ -46,6 +51,7 @@ class TranscodeSettings:
     min_frames: int
     crf: int = 23
     preset: str = "veryfast"
+    encoder_threads: int = 2        # fixed x264 threads: the bytes depend on the count only
     scale_flags: str = "area"       # swscale algorithm; area: exact averaging when shrinking
     scale_first: bool = False       # scale before fps conversion (input slower than target)
     threads: int = 0                # ffmpeg decoder threads (0: ffmpeg decides)
@@ -88,14 +94,23 @@ def video_filters(s: TranscodeSettings) -> str:
     return f"{scale},{fps}" if s.scale_first else f"{fps},{scale}"
 
 
-def segmented(s: TranscodeSettings) -> bool:
-    return s.stride_frames == s.clip_frames
+def segment_frames(s: TranscodeSettings, seconds: float | None) -> str | None:
+    """Frame numbers to cut at (``-segment_frames``), when ffmpeg can cut the clips itself:
+    back-to-back clips of an input whose length is known. Cutting by frame number, at a
+    keyframe forced there, is exact; cutting by time is not (x264 places extra keyframes
+    at scene cuts, and the segment muxer may take one a frame or two early)."""
+    if s.stride_frames != s.clip_frames or not seconds:
+        return None
+    n = int((seconds * 1.05 + 2) * s.fps) // s.clip_frames + 1  # too many cuts cost nothing
+    cuts = ",".join(str(k * s.clip_frames) for k in range(1, n + 1))
+    return cuts if len(cuts) < 100_000 else None  # one argv string must stay < 128 KiB
 
 
 def ffmpeg_command(path: str, s: TranscodeSettings, video_index: int, audio_index: int | None,
                    audio_out: str | None, start: float | None = None,
-                   duration: float | None = None, segments: str | None = None) -> list[str]:
-    """Video to ``segments`` (a file pattern: segment mode) or raw frames on stdout."""
+                   duration: float | None = None, segments: str | None = None,
+                   cuts: str = "") -> list[str]:
+    """Video to ``segments`` (a file pattern, cut at frames ``cuts``) or raw frames on stdout."""
     cmd = [s.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if s.threads:
         cmd += ["-threads", str(s.threads)]
@@ -107,12 +122,12 @@ def ffmpeg_command(path: str, s: TranscodeSettings, video_index: int, audio_inde
             "-map", f"0:{video_index}", "-vf", video_filters(s), "-pix_fmt", "yuv420p"]
     if segments:
         c, g = s.clip_frames, s.fps
-        cmd += ["-c:v", "libx264", "-threads", "1", "-preset", s.preset, "-crf", str(s.crf),
-                "-g", str(g), "-keyint_min", str(g),
+        cmd += ["-c:v", "libx264", "-threads", str(s.encoder_threads), "-preset", s.preset,
+                "-crf", str(s.crf), "-g", str(g), "-keyint_min", str(g),
                 "-force_key_frames", f"expr:not(mod(n,{g}))+not(mod(n,{c}))",
                 "-flags:v", "+bitexact", "-fflags", "+bitexact", "-f", "segment",
-                "-segment_time", f"{c / s.fps:.9f}", "-segment_time_delta", f"{0.5 / s.fps:.9f}",
-                "-reset_timestamps", "1", "-segment_format", "mp4", segments]
+                "-segment_frames", cuts, "-reset_timestamps", "1", "-segment_format", "mp4",
+                segments]
     else:
         cmd += ["-f", "rawvideo", "pipe:1"]
     if audio_index is not None and audio_out:
@@ -166,7 +181,7 @@ def _segment_clips(s: TranscodeSettings, folder: Path, spool: BinaryIO, out: Dec
             break
     files = files[:len(counts)]
     if any(n != s.clip_frames for n in counts[:-1]):
-        raise RuntimeError(f"segment muxer cut clips of {counts} frames, expected {s.clip_frames}")
+        raise ValueError(f"segments of {counts} frames, expected {s.clip_frames} each")
     out.n_frames = sum(counts)
     keep = dict(clip_spans(out.n_frames, s.clip_frames, s.stride_frames, s.min_frames))
     for k, (f, n) in enumerate(zip(files, counts)):
@@ -183,7 +198,8 @@ def _pipe_clips(s: TranscodeSettings, spool: BinaryIO, out: Decoded) -> Callable
         while len(buf := pipe.read(frame_bytes)) == frame_bytes:
             frame = np.frombuffer(buf, np.uint8).reshape(s.height * 3 // 2, s.width)
             if out.n_frames % s.stride_frames == 0:
-                active.append((out.n_frames, ClipEncoder(s.width, s.height, s.fps, s.crf, s.preset)))
+                active.append((out.n_frames, ClipEncoder(s.width, s.height, s.fps, s.crf,
+                                                         s.preset, threads=s.encoder_threads)))
             for _, enc in active:
                 enc.add(frame)
             for first, enc in [a for a in active if a[1].n_frames == s.clip_frames]:
@@ -201,17 +217,26 @@ def _pipe_clips(s: TranscodeSettings, spool: BinaryIO, out: Decoded) -> Callable
 
 def transcode(path: str, s: TranscodeSettings, video_index: int, audio_index: int | None,
               spool: BinaryIO, audio_out: str | None, start: float | None = None,
-              duration: float | None = None) -> Decoded:
-    """Run ffmpeg on ``path``; clips' mp4 bytes go to ``spool``, audio to ``audio_out``."""
+              duration: float | None = None, expected_seconds: float | None = None) -> Decoded:
+    """Run ffmpeg on ``path``; clips' mp4 bytes go to ``spool``, audio to ``audio_out``.
+
+    ``expected_seconds`` (the probed length) enables segment mode; should ffmpeg's cuts
+    ever not match the clip policy, the input is redone through the pipe, never kept."""
     out = Decoded()
-    if segmented(s):
+    cuts = segment_frames(s, expected_seconds)
+    if cuts:
         with tempfile.TemporaryDirectory(dir=os.path.dirname(audio_out or "") or None) as tmp:
             cmd = ffmpeg_command(path, s, video_index, audio_index, audio_out, start, duration,
-                                 segments=os.path.join(tmp, "seg_%06d.mp4"))
+                                 segments=os.path.join(tmp, "seg_%06d.mp4"), cuts=cuts)
             _run(cmd, s.timeout, out)
-            if not out.timed_out:
-                _segment_clips(s, Path(tmp), spool, out)
-    else:
+            try:
+                if not out.timed_out:
+                    _segment_clips(s, Path(tmp), spool, out)
+            except ValueError as err:
+                log.warning("%s: %s; re-encoding through the pipe", path, err)
+                out = Decoded()
+                cuts = None
+    if not cuts:
         cmd = ffmpeg_command(path, s, video_index, audio_index, audio_out, start, duration)
         _run(cmd, s.timeout, out, _pipe_clips(s, spool, out))
     out.clips.sort(key=lambda c: c.start_frame)
