@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     out: str = field(default="demo_out", metadata={"help": "run folder: report.html, eval/eval.json, export/ ..."})
     corpus: str = field(default="", metadata={"help": "a real video folder (classes = sub-folders, or manifest.csv in it); empty = synthetic"})
-    n_train: int = field(default=384, metadata={"help": "synthetic training videos"})
-    n_test: int = field(default=128, metadata={"help": "synthetic held-out videos"})
+    n_train: int = field(default=256, metadata={"help": "synthetic training videos"})
+    n_test: int = field(default=96, metadata={"help": "synthetic held-out videos"})
     n_classes: int = field(default=8, metadata={"help": "synthetic classes"})
     short_side: int = field(default=64, metadata={"help": "shard frame size (short side)"})
     gdt_config: str = field(default=str(REPO_CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
@@ -91,9 +91,10 @@ class Demo:
                                                     *self.cfg.gdt_overrides])
         extra = []
         if "cluster" not in self.cfg.skip:
+            k = [] if self.cfg.corpus else [f"selavi.clusters={self.cfg.n_classes}"]  # K = true classes
             self.stage("cluster", [self.cfg.selavi_config], [f"out={self.out / 'selavi'}",
                                                              f"loader.shards={train_shards}",
-                                                             *self.cfg.selavi_overrides])
+                                                             *k, *self.cfg.selavi_overrides])
             extra.append(f"cluster_eval={self.out / 'selavi' / 'cluster_eval.json'}")
         if "detect" not in self.cfg.skip and find("detect", STAGES) is not None:
             self.stage("detect", [self.cfg.detect_config], [f"out={self.out / 'detect'}",

@@ -62,6 +62,8 @@ BENCHES: tuple[Stage, ...] = (
           "steps/s of the DeepSpeed engine vs a plain PyTorch loop (same model, data in memory)"),
     Stage("loader", "pipeline.bench.loader:Config", "pipeline.bench.loader:run",
           "clips/s of the loader (decode + augment + log-mel) vs raw decord decode"),
+    Stage("sinkhorn", "pipeline.bench.sinkhorn:Config", "pipeline.bench.sinkhorn:run",
+          "our distributed Sinkhorn-Knopp vs POT on the same problem: seconds, labels, peak memory"),
     Stage("shard", "pipeline.bench.shard:Config", "pipeline.bench.shard:run",
           "input seconds/s of the shard stage vs plain ffmpeg transcoding the same inputs"),
 )
