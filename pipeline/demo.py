@@ -96,10 +96,11 @@ class Demo:
                                                              f"loader.shards={train_shards}",
                                                              *k, *self.cfg.selavi_overrides])
             extra.append(f"cluster_eval={self.out / 'selavi' / 'cluster_eval.json'}")
-        if "detect" not in self.cfg.skip and find("detect", STAGES) is not None:
+        if "detect" not in self.cfg.skip:
+            k = [] if self.cfg.corpus else [f"av.avloc.clusters={self.cfg.n_classes}"]
             self.stage("detect", [self.cfg.detect_config], [f"out={self.out / 'detect'}",
-                                                            f"shards={train_shards}", f"test_shards={test_shards}",
-                                                            *self.cfg.detect_overrides])
+                                                            f"shards={train_shards}", f"eval_shards={test_shards}",
+                                                            *k, *self.cfg.detect_overrides])
             extra.append(f"detect_eval={self.out / 'detect' / 'detect_eval.json'}")
         self.stage("export", [], [f"run_dir={self.out / 'gdt'}", f"out={self.out / 'export'}"])
         result = self.stage("eval", [], [f"export={self.out / 'export'}", f"train_shards={train_shards}",

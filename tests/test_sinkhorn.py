@@ -55,14 +55,16 @@ def our_plan(log_p, res):
 @pytest.mark.parametrize("dead", [None, [3]], ids=["normal", "dead_cluster"])
 def test_matches_pot_sinkhorn_log(native, cache_gb, dead):
     log_p = log_probs(400, 12, std=1.0, dead=dead).float()
-    cfg = SinkhornConfig(lambda_=LAM, n_iters=3000, tol=1e-6, cache_gb=cache_gb, chunk_rows=64,
+    cfg = SinkhornConfig(lambda_=LAM, n_iters=3000, tol=1e-6, cache_gb=cache_gb, chunk_rows=160,
                          native=native, threads=2)
     res = sinkhorn_knopp(log_p, cfg)
-    plan, pot_iters = pot_plan(log_p.double(), res.marginals, 3000, 1e-6)
+    _, pot_iters = pot_plan(log_p.double(), res.marginals, 3000, 1e-6)
+    plan, _ = pot_plan(log_p.double(), res.marginals, res.n_iters, 0.0)  # same iterate as ours
     ours = our_plan(log_p, res)
     assert res.native == native  # a missing C compiler fails here rather than passing silently
     assert res.cached == (cache_gb > 0)
-    assert res.n_iters == pot_iters and res.converged
+    # Same stopping rule; float32 vs float64 rounding may move a crossing by one check.
+    assert res.converged and abs(res.n_iters - pot_iters) <= cfg.check_every
     rtol = 1e-5 if dead is None else 1e-4  # |lambda*log p| ~ 400 on dead columns: float32 rounding
     np.testing.assert_allclose(ours, plan, rtol=rtol, atol=rtol * plan.max())
     assert torch.equal(res.labels, torch.from_numpy(plan.argmax(0)))
@@ -140,6 +142,15 @@ def test_native_threads_agree(cache_gb):
     assert all(r.native for r in runs)
     assert torch.equal(runs[0].labels, runs[1].labels)
     assert torch.allclose(runs[0].log_r, runs[1].log_r, atol=1e-5)
+
+
+def test_strided_head_slice_uses_native_path():
+    """SeLaVi stores log-probs as (N, heads, K) and solves logp[:, j]: rows with a stride."""
+    logp = torch.stack([log_probs(500, 20, seed=s) for s in (7, 8, 9)], 1).half()
+    cfg = SinkhornConfig(n_iters=50, tol=0.0, cache_gb=0.0)
+    sliced, copied = sinkhorn_knopp(logp[:, 1], cfg), sinkhorn_knopp(logp[:, 1].contiguous(), cfg)
+    assert sliced.native and copied.native
+    assert torch.equal(sliced.labels, copied.labels) and torch.equal(sliced.log_r, copied.log_r)
 
 
 def test_native_library_keeps_denormals():

@@ -31,8 +31,8 @@ class AVLocConfig:
     visual: str = field(default="frame", metadata={
         "help": "frame: a 2D ResNet on the clip's centre frame (fine map, fast on CPU) | "
                 "video: the model.video backbone's map averaged over time"})
-    frame_widths: list[int] = field(default_factory=lambda: [32, 64, 128], metadata={
-        "help": "frame net: channels of the stem and of each stage; map stride = 2^len"})
+    frame_widths: list[int] = field(default_factory=lambda: [16, 32, 64], metadata={
+        "help": "frame net: channels of the stem, then of each stride-2 stage; map stride = 2^len"})
     frame_blocks: int = field(default=1, metadata={"help": "frame net: BasicBlocks per stage"})
     clusters: int = field(default=10, metadata={"help": "K, clusters of the classifier heads (= detector classes)"})
     lambda_: float = field(default=0.5, metadata={"help": "loss = lambda * L_NCE + (1 - lambda) * L_clust"})
@@ -56,17 +56,19 @@ class AVLocConfig:
 
 
 class FrameNet(nn.Module):
-    """[n, 3, H, W] -> [n, D, H/s, W/s], s = 2^len(widths): a small 2D ResNet keeping a
-    fine map (stride 8 by default) so heatmaps resolve objects of a 64-128 px frame."""
+    """[n, 3, H, W] -> [n, D, H/s, W/s], s = 2^len(widths): a stride-2 stem of widths[0]
+    channels, then one stride-2 stage of BasicBlocks per further width. A small 2D ResNet
+    keeping a fine map (stride 8 by default) so heatmaps resolve objects of a 64-128 px
+    frame, without spending compute at full resolution."""
 
     def __init__(self, widths: list[int], blocks: int = 1):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
+        for w in widths[1:]:  # every stage after the stem halves the resolution
             for b in range(blocks):
-                stride = 2 if (i > 0 and b == 0) else 1
+                stride = 2 if b == 0 else 1
                 down = None
                 if stride != 1 or cin != w:
                     down = nn.Sequential(nn.Conv2d(cin, w, 1, stride, bias=False), nn.BatchNorm2d(w))

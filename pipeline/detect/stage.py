@@ -1,0 +1,170 @@
+"""``python -m pipeline detect configs/detect_tiny.yaml out=DIR shards=DIR [eval_shards=DIR]``.
+
+Steps (``steps``, default all, each reading its predecessor's files from ``out``):
+  av        train the AV localisation + clustering model with the engine (``out/av``)
+  pseudo    heatmap boxes + clusters of the training frames -> ``pseudo_labels.jsonl``
+  detector  Faster R-CNN on those frames and pseudo labels -> ``detector/detector.safetensors``
+  eval      held-out frames: ``detect_eval.json``, ``detections.png``, ``heatmaps.png``
+Under torchrun the av step trains on every rank; the rest runs on rank 0.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline.config import MISSING, ConfigError, save_config
+from pipeline.detect import evaluate
+from pipeline.detect.detector import (DetectorConfig, build_detector, init_backbone_from_av,
+                                      load_detector, save_detector, train_detector)
+from pipeline.detect.frames import class_names, collect_frames, frame_loader_config
+from pipeline.detect.localise import (frame_boxes, load_av_model, random_av_model, read_pseudo_labels,
+                                      write_pseudo_labels)
+from pipeline.errors import InputError
+from pipeline.objectives.gather import world
+from pipeline.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+STEPS = ("av", "pseudo", "detector", "eval")
+
+
+@dataclass
+class DetectConfig:
+    out: str = field(default=MISSING, metadata={"help": "run folder (av/, pseudo_labels.jsonl, detector/, detect_eval.json, PNGs)"})
+    shards: str = field(default=MISSING, metadata={"help": "training shards (unlabelled use: audio + frames)"})
+    eval_shards: str = field(default="", metadata={"help": "held-out shards with boxes and labels for evaluation; empty = shards"})
+    steps: list[str] = field(default_factory=lambda: list(STEPS), metadata={"help": f"parts to run, in order: {', '.join(STEPS)}"})
+    frames_per_clip: int = field(default=4, metadata={"help": "evenly spaced frames (with their audio) taken per clip"})
+    beta: float = field(default=0.5, metadata={"help": "pseudo box threshold: beta * max + (1 - beta) * mean of the heatmap"})
+    max_boxes: int = field(default=1, metadata={"help": "pseudo boxes per frame (largest connected components)"})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch when reading frames"})
+    workers: int = field(default=2, metadata={"help": "loader worker processes when reading frames"})
+    shots: list[int] = field(default_factory=lambda: [1, 10], metadata={"help": "k of the k-shot prototype namings"})
+    shot_trials: int = field(default=5, metadata={"help": "random draws of the k shots (mean reported)"})
+    random_init: bool = field(default=True, metadata={"help": "also evaluate the AV model at initialisation (baseline row)"})
+    pictures: int = field(default=16, metadata={"help": "frames in detections.png / heatmaps.png"})
+    seed: int = field(default=0, metadata={"help": "seed of the k-shot draws"})
+    threads: int = field(default=0, metadata={
+        "help": "torch intra-op threads of this process; 0 = torch's default. On a CPU shared "
+                "with other jobs, 1 avoids the spin-waiting of oversubscribed OpenMP threads "
+                "(measured 13x less CPU per step here)"})
+    av: TrainConfig = field(default_factory=lambda: TrainConfig(out="", method="avloc"), metadata={
+        "help": "the AV model's training run (engine config); out defaults to OUT/av, loader.shards to shards"})
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+def _clock() -> tuple[float, float]:
+    """(wall, CPU of this process and its finished children such as loader workers)."""
+    t = os.times()
+    return time.time(), t.user + t.system + t.children_user + t.children_system
+
+
+def _resolve(cfg: DetectConfig) -> TrainConfig:
+    bad = [s for s in cfg.steps if s not in STEPS]
+    if bad or not cfg.steps:
+        raise ConfigError(f"steps: {bad or 'empty'}; choose from {', '.join(STEPS)}")
+    av = cfg.av
+    if av.method != "avloc":
+        raise ConfigError(f"av.method: {av.method!r}; the detect stage trains avloc")
+    av.out = av.out or str(Path(cfg.out) / "av")
+    if not av.loader.shards and not av.loader.sources:
+        av.loader.shards = cfg.shards
+    return av
+
+
+def run(cfg: DetectConfig) -> dict:
+    av_cfg = _resolve(cfg)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, dict] = {}
+
+    def timed(name, fn, *a, **k):
+        w0, c0 = _clock()
+        res = fn(*a, **k)
+        w1, c1 = _clock()
+        times[name] = {"wall_s": round(w1 - w0, 1), "cpu_s": round(c1 - c0, 1)}
+        log.info("detect %s: %.1f s wall, %.1f s CPU", name, w1 - w0, c1 - c0)
+        return res
+
+    if "av" in cfg.steps:
+        timed("av", _train_av, av_cfg)
+        if world()[0] != 0:
+            return {"status": "done", "rank": world()[0]}
+    save_config(cfg, out / "detect_config.yaml")
+    model, av_cfg = load_av_model(Path(av_cfg.out))
+    lc = av_cfg.loader
+
+    def frames(shards, models, desc):
+        return collect_frames(frame_loader_config(lc, shards, cfg.frames_per_clip, cfg.batch_size, cfg.workers),
+                              models, desc)
+
+    train_frames = None
+    result: dict = {"out": str(out)}
+    if "pseudo" in cfg.steps:
+        train_frames = timed("read_train", frames, cfg.shards, {"trained": model}, "train frames")
+        boxes = frame_boxes(train_frames, "trained", cfg.beta, cfg.max_boxes)
+        result["pseudo_labels"] = write_pseudo_labels(out / "pseudo_labels.jsonl", train_frames, "trained", boxes)
+    if "detector" in cfg.steps:
+        if train_frames is None:
+            train_frames = timed("read_train", frames, cfg.shards, {}, "train frames")
+        boxes, clusters = read_pseudo_labels(out / "pseudo_labels.jsonl", train_frames)
+        timed("detector", _train_detector, cfg, av_cfg, model, train_frames, boxes, clusters, out)
+    if "eval" in cfg.steps:
+        result.update(timed("eval", _evaluate, cfg, av_cfg, model, frames, train_frames, out))
+    result["seconds"] = times
+    (out / "detect_times.json").write_text(json.dumps(times, indent=1))
+    return result
+
+
+def _train_av(av_cfg: TrainConfig) -> dict:
+    from pipeline.train.engine import train
+    return train(av_cfg)
+
+
+def _train_detector(cfg, av_cfg, model, frames, boxes, clusters, out: Path) -> None:
+    torch.manual_seed(cfg.detector.seed)
+    size = frames.size[0]
+    mean, std = av_cfg.loader.video.mean, av_cfg.loader.video.std
+    det = build_detector(cfg.detector, av_cfg.avloc.clusters, mean, std, size)
+    if cfg.detector.backbone == "tiny" and cfg.detector.init_from_av:
+        copied = init_backbone_from_av(det, model.state_dict())
+        log.info("detector backbone: %s", f"{copied} tensors from the AV model" if copied
+                 else "random init (architecture differs from the AV frame net)")
+    history = train_detector(det, frames.images, boxes, clusters, cfg.detector)
+    save_detector(det, out / "detector", cfg.detector, av_cfg.avloc.clusters, mean, std, size)
+    with open(out / "detector" / "losses.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in history)
+
+
+def _evaluate(cfg, av_cfg, model, frames, train_frames, out: Path) -> dict:
+    detector, _ = load_detector(out / "detector")
+    models = {"trained": model}
+    if cfg.random_init:
+        models["random"] = random_av_model(av_cfg)
+    eval_frames = frames(cfg.eval_shards or cfg.shards, models, "eval frames")
+    if train_frames is None:
+        train_frames = frames(cfg.shards, {}, "train frames")
+    names = class_names(cfg.eval_shards or cfg.shards)
+    if cfg.eval_shards and class_names(cfg.shards) and names != class_names(cfg.shards):
+        raise InputError(f"{cfg.eval_shards}: its classes differ from those of {cfg.shards}; "
+                         "the k-shot naming needs the same class ids")
+    av_rows, av_boxes = evaluate.av_rows(eval_frames, cfg.beta, cfg.max_boxes)
+    det_row, dets, hung = evaluate.detector_rows(detector, eval_frames, train_frames, list(cfg.shots),
+                                                 cfg.shot_trials, cfg.seed)
+    report = {**det_row, **av_rows["trained"], "frames": len(eval_frames),
+              "frames_with_box": int(eval_frames.has_gt().sum()), "clusters": av_cfg.avloc.clusters,
+              "classes": names, "naming": {str(k): v for k, v in sorted(hung.items())}}
+    if "random" in av_rows:
+        report["random_init"] = av_rows["random"]
+    report["pictures"] = evaluate.draw(out, eval_frames, dets, hung, av_boxes["trained"],
+                                       names, cfg.pictures)
+    (out / "detect_eval.json").write_text(json.dumps(report, indent=1))
+    log.info("detect eval: map50 %.3f, loc_acc %.3f", report["map50"], report["loc_acc"])
+    return report
