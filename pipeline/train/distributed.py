@@ -40,8 +40,9 @@ def setup_distributed() -> DistInfo:
     # the shared-memory collective op is JIT-compiled (~90 s) and not needed here
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     init_method = None
-    if "RANK" not in os.environ:
-        # alone: a file rendezvous instead of a TCP port that a neighbour might take first
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # alone (no launcher, or a launcher of one): a file rendezvous instead of a TCP
+        # port that a neighbour might take first, and no MPI discovery
         fd, path = tempfile.mkstemp(prefix="pipeline-dist-")
         os.close(fd)
         os.unlink(path)
