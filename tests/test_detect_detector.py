@@ -2,6 +2,7 @@
 torchvision's format (pixels, scores, cluster ids), classifies given boxes, and survives
 a save/load round trip; its tiny backbone takes the AV frame net's weights."""
 import numpy as np
+import pytest
 import torch
 
 from pipeline.detect.detector import (DetectorConfig, build_detector, classify_boxes, init_backbone_from_av,
@@ -11,6 +12,15 @@ from pipeline.train.methods.avloc import FrameNet
 
 CFG = DetectorConfig(widths=[8, 16, 16], anchor_sizes=[8, 16], representation=32, steps=4,
                      batch_size=2, rpn_samples=32, roi_samples=16, proposals=[50, 20], warmup_steps=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: oversubscribed OpenMP threads on a shared CPU cost more than they bring."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _frames(n=6, size=32):

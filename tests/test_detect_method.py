@@ -1,16 +1,34 @@
 """The avloc method: loss decreases on a fixed batch, Sinkhorn self-labels follow the
-prescribed marginals, and the max-over-locations InfoNCE with negatives from another
-rank equals the single-process loss on the concatenated batch (2 real gloo processes)."""
+prescribed marginals, the max-over-locations InfoNCE with negatives from another rank
+equals the single-process loss on the concatenated batch (2 real gloo processes), and
+the DeepSpeed engine trains it on 2 ranks."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
-from dist_utils import run_distributed
+from dist_utils import free_port, run_distributed
 from pipeline.config import load_config
 from pipeline.train.config import TrainConfig
 from pipeline.train.methods.avloc import AVLocMethod
 
+HERE = Path(__file__).parent
 TINY = ["out=unused", "method=avloc", "model.audio.name=resnet_tiny",
         "model.audio.args={widths: [8, 8, 16, 16]}", "model.embed_dim=16",
         "avloc.frame_widths=[8, 16, 16]", "avloc.clusters=3"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared CPU, OpenMP threads spin-waiting for each other
+    cost far more than they bring at these tiny sizes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _method(*extra) -> AVLocMethod:
@@ -85,3 +103,31 @@ def test_nce_with_negatives_from_another_rank_equals_one_process():
     # each rank returns its local mean over the global batch's negatives; their mean is the loss
     assert abs(sum(losses) / 2 - float(single)) < 1e-5
     assert abs(losses[0] - losses[1]) > 1e-6  # the ranks really scored different rows
+
+
+@pytest.mark.distributed
+def test_engine_trains_avloc_on_two_ranks(synth_shards, tmp_path):
+    """DeepSpeed on 2 gloo ranks: the gathered NCE and the collective Sinkhorn run inside
+    the engine's step, and both ranks end with identical parameters."""
+    args = [str(HERE / "train_probe.py"), str(tmp_path / "result"), "0", f"out={tmp_path}",
+            f"loader.shards={synth_shards}", "steps=3", "log_every=1", "tensorboard=false",
+            "loader.batch_size=4", "loader.workers=1", "loader.epoch_batches=3", "loader.shuffle_buffer=4",
+            "loader.clip.frames=1", "loader.video.size=32", "loader.audio.seconds=0.5",
+            "optim.warmup_steps=2", *TINY[1:]]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", *args], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    results = [json.loads((tmp_path / f"result.rank{r}").read_text()) for r in range(2)]
+    assert [r["status"] for r in results] == ["done", "done"]
+    assert results[0]["param_digest"] == results[1]["param_digest"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["clusters_used"] >= 1 for r in rows)
+
+
+def test_video_backbone_variant_gives_time_pooled_heatmaps():
+    m = _method("avloc.visual=video", "model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}")
+    batch = _batch(4)
+    batch["video"] = torch.randn(4, 1, 3, 4, 32, 32)
+    loss, _ = m(batch)
+    loss.backward()
+    assert m.localise(batch)["heat"].shape == (4, 2, 2)   # stride 16 on 32 px, time averaged

@@ -1,6 +1,7 @@
 """The detect stage end to end on the real shards of the synthetic corpus: AV model
 through the DeepSpeed engine, pseudo labels, Faster R-CNN, evaluation and pictures; then
-the eval step alone from the files the first run left; then a bad step name."""
+the eval step alone from the files the first run left, detection on a video file without
+audio, and the one-line errors."""
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.detect.infer import Detector
 
 TINY = ["frames_per_clip=2", "batch_size=8", "workers=1", "shot_trials=1", "pictures=4",
         "av.steps=3", "av.log_every=1", "av.loader.batch_size=8", "av.loader.workers=1",
@@ -24,7 +26,7 @@ def _detect(*args):
     assert res.returncode == 0, res.stderr[-4000:]
 
 
-def test_detect_stage_end_to_end(synth_shards, tmp_path):
+def test_detect_stage_end_to_end(synth_corpus, synth_shards, tmp_path):
     out = tmp_path / "det"
     _detect(f"out={out}", f"shards={synth_shards}", *TINY)
     report = json.loads((out / "detect_eval.json").read_text())
@@ -48,6 +50,13 @@ def test_detect_stage_end_to_end(synth_shards, tmp_path):
     _detect(f"out={out}", f"shards={synth_shards}", "steps=[eval]", *TINY)
     again = json.loads((out / "detect_eval.json").read_text())
     assert again["map50"] == report["map50"] and again["loc_acc"] == report["loc_acc"]
+    # inference on a video file: images only, clusters named by the saved Hungarian naming
+    frames = Detector(out).video(synth_corpus / "videos" / "000000.mp4", every=25, score_min=0.0)
+    assert [f["frame"] for f in frames] == [0, 25, 50] and frames[1]["t"] == 1.0
+    names = set(json.loads((out / "detector" / "naming.json").read_text())["hungarian"].values())
+    for d in (d for f in frames for d in f["detections"]):
+        assert len(d["box"]) == 4 and 0 <= d["cluster"] < 4
+        assert d["name"] in names or d["name"].startswith("cluster ")
 
 
 def test_unknown_step_is_one_line_error(tmp_path, capsys):

@@ -119,7 +119,9 @@ def run(cfg: DetectConfig) -> dict:
     if "eval" in cfg.steps:
         result.update(timed("eval", _evaluate, cfg, av_cfg, model, frames, train_frames, out))
     result["seconds"] = times
-    (out / "detect_times.json").write_text(json.dumps(times, indent=1))
+    times_path = out / "detect_times.json"  # merged: a later run of some steps keeps the others
+    old = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    times_path.write_text(json.dumps({**old, **times}, indent=1))
     return result
 
 
@@ -163,6 +165,8 @@ def _evaluate(cfg, av_cfg, model, frames, train_frames, out: Path) -> dict:
               "classes": names, "naming": {str(k): v for k, v in sorted(hung.items())}}
     if "random" in av_rows:
         report["random_init"] = av_rows["random"]
+    (out / "detector" / "naming.json").write_text(json.dumps({"hungarian": {
+        str(c): names[k] if k < len(names) else str(k) for c, k in sorted(hung.items())}}, indent=1))
     report["pictures"] = evaluate.draw(out, eval_frames, dets, hung, av_boxes["trained"],
                                        names, cfg.pictures)
     (out / "detect_eval.json").write_text(json.dumps(report, indent=1))
