@@ -56,16 +56,14 @@ def clip_starts(n_frames: int, span: int, count: int, min_gap: int,
 
 def frame_boxes(meta_boxes, frame_idx: list[int], fps: float) -> torch.Tensor:
     """Per clip frame, the box whose time is nearest (within a frame), else NaN."""
-    out = torch.full((len(frame_idx), 4), float("nan"))
-    if not meta_boxes:
-        return out
-    arr = np.asarray(meta_boxes, np.float64)
-    for k, f in enumerate(frame_idx):
-        d = np.abs(arr[:, 0] - f / fps)
-        j = int(d.argmin())
-        if d[j] <= 0.75 / fps:
-            out[k] = torch.from_numpy(arr[j, 1:5].astype(np.float32))
-    return out
+    out = np.full((len(frame_idx), 4), np.nan, np.float32)
+    if meta_boxes:
+        arr = np.asarray(meta_boxes, np.float64)
+        d = np.abs(arr[None, :, 0] - np.asarray(frame_idx, np.float64)[:, None] / fps)
+        j = d.argmin(axis=1)
+        near = d[np.arange(len(frame_idx)), j] <= 0.75 / fps
+        out[near] = arr[j[near], 1:5]
+    return torch.from_numpy(out)
 
 
 class SampleDecoder:

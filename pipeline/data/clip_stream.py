@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import webdataset as wds
+from torch.utils.data import default_collate
 
 from pipeline.data.clip_sample import SampleDecoder
 
@@ -44,7 +45,8 @@ def collate(items: list[dict]) -> dict:
     for k in items[0]:
         vals = [it[k] for it in items]
         if isinstance(vals[0], torch.Tensor):
-            out[k] = torch.stack(vals)
+            # in a worker, default_collate stacks straight into shared memory (one copy less)
+            out[k] = default_collate(vals)
         elif isinstance(vals[0], (bool, int)) and k != "start":
             out[k] = torch.tensor(vals)
         else:
