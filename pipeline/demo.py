@@ -28,7 +28,8 @@ class DemoConfig:
     n_train: int = field(default=256, metadata={"help": "synthetic training videos"})
     n_test: int = field(default=96, metadata={"help": "synthetic held-out videos"})
     n_classes: int = field(default=8, metadata={"help": "synthetic classes"})
-    short_side: int = field(default=64, metadata={"help": "shard frame size (short side)"})
+    short_side: int = field(default=64, metadata={"help": "frame size (short side) of the shards GDT, SeLaVi and eval read"})
+    detect_short_side: int = field(default=96, metadata={"help": "frame size of the detection stage's shards (0 = the same shards)"})
     gdt_config: str = field(default=str(REPO_CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
     selavi_config: str = field(default=str(REPO_CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
     detect_config: str = field(default=str(REPO_CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
@@ -70,15 +71,15 @@ class Demo:
             inputs.append(str(folder / "manifest.jsonl"))
         return inputs[0], inputs[1]
 
-    def shards(self, train_in: str, test_in: str) -> tuple[str, str]:
+    def shards(self, train_in: str, test_in: str, short_side: int, name: str = "shards") -> tuple[str, str]:
         dirs = []
         for split, src in (("train", train_in), ("test", test_in)):
-            folder = self.out / "shards" / split
+            folder = self.out / name / split
             if self.cfg.corpus and split == "test":
                 dirs.append(dirs[0])  # a real folder has no held-out split: evaluate on it
                 continue
             if not (folder / "index.json").exists():
-                self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={self.cfg.short_side}"])
+                self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}"])
             dirs.append(str(folder))
         return dirs[0], dirs[1]
 
@@ -86,7 +87,7 @@ class Demo:
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.out / "demo_config.yaml")
         train_in, test_in = self.corpus()
-        train_shards, test_shards = self.shards(train_in, test_in)
+        train_shards, test_shards = self.shards(train_in, test_in, self.cfg.short_side)
         self.stage("train", [self.cfg.gdt_config], [f"out={self.out / 'gdt'}", f"loader.shards={train_shards}",
                                                     *self.cfg.gdt_overrides])
         extra = []
@@ -98,8 +99,12 @@ class Demo:
             extra.append(f"cluster_eval={self.out / 'selavi' / 'cluster_eval.json'}")
         if "detect" not in self.cfg.skip:
             k = [] if self.cfg.corpus else [f"av.avloc.clusters={self.cfg.n_classes}"]
+            det_train, det_test = train_shards, test_shards
+            if self.cfg.detect_short_side and self.cfg.detect_short_side != self.cfg.short_side:
+                det_train, det_test = self.shards(train_in, test_in, self.cfg.detect_short_side,
+                                                  f"shards_{self.cfg.detect_short_side}")
             self.stage("detect", [self.cfg.detect_config], [f"out={self.out / 'detect'}",
-                                                            f"shards={train_shards}", f"eval_shards={test_shards}",
+                                                            f"shards={det_train}", f"eval_shards={det_test}",
                                                             *k, *self.cfg.detect_overrides])
             extra.append(f"detect_eval={self.out / 'detect' / 'detect_eval.json'}")
         self.stage("export", [], [f"run_dir={self.out / 'gdt'}", f"out={self.out / 'export'}"])

@@ -99,3 +99,20 @@ def test_classes_distinct():
     assert len({(c.shape, c.texture, c.rgb) for c in classes}) == 40
     with pytest.raises(ValueError):
         make_classes(1)
+
+
+def test_sounding_object_glows_at_its_rim():
+    """The visual cue of the sounding object: its outer band brightens, its inside does not."""
+    from pipeline.data.synth_render import rim_mask, sounding_look, sprite
+
+    cls = make_classes(6)[2]
+    rgb, alpha = sprite(cls, 40)
+    band = rim_mask(alpha)
+    inside = alpha > 0
+    assert band.any() and (band <= inside).all() and band.sum() < 0.7 * inside.sum()
+    lit = sounding_look(rgb, alpha, band, 1.0, 0.8)
+    assert (lit[band].mean(axis=1) > rgb[band].mean(axis=1) + 0.2).mean() > 0.9  # towards white
+    core = inside & ~band
+    assert np.allclose(lit[core], rgb[core])
+    dim = sounding_look(rgb, alpha, band, 0.55, 0.45)
+    assert np.allclose(dim[core], 0.55 * rgb[core]) and dim[band].mean() < lit[band].mean()

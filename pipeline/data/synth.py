@@ -21,7 +21,8 @@ from pipeline.config import MISSING, ConfigError, save_config
 from pipeline.data.av_write import write_mp4
 from pipeline.data.synth_classes import SynthClass, caption, make_classes
 from pipeline.data.synth_render import (ObjectTrack, background, bouncing_track, mask_bbox,
-                                        paste, render_audio, sprite, envelope, visible_box)
+                                        paste, render_audio, sprite, envelope, visible_box,
+                                        rim_mask, sounding_look)
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,15 @@ def _render(cfg: SynthConfig, classes: list[SynthClass], spec: dict):
         sprites.append((rgb, alpha))
     t = np.arange(n_frames) / cfg.fps
     label_cls = classes[spec["label"]]
-    glow = 0.55 + 0.45 * envelope(label_cls.rhythm, t, spec["phase"])
+    env = envelope(label_cls.rhythm, t, spec["phase"])
+    glow = 0.55 + 0.45 * env
+    rim_strength = 0.45 + 0.4 * env  # never off: a steady sound glows steadily
+    band = rim_mask(sprites[-1][1])  # the sounding object is the last track
     for f in range(n_frames):
         for tr, (rgb, alpha) in zip(tracks, sprites):
-            gain = glow[f] if tr.sounding else 1.0
-            paste(frames[f], rgb * gain, alpha, *tr.xy[f])
+            if tr.sounding:
+                rgb = sounding_look(rgb, alpha, band, glow[f], rim_strength[f])
+            paste(frames[f], rgb, alpha, *tr.xy[f])
     video = (np.clip(frames, 0, 1) * 255).astype(np.uint8)
     boxes = []
     for f in range(n_frames):

@@ -1,15 +1,18 @@
 """Pixels and samples of one synthetic video: textured objects over moving clutter, and
 the sounding object's tone over noise.
 
-The sounding object's brightness follows its sound's amplitude envelope, as a struck or
-vibrating object would: that is the visual cue that tells it from silent distractors, so
-a model has to learn the audio-visual correspondence rather than a colour histogram.
+The sounding object shows that it sounds, as a struck or vibrating object would: its
+brightness follows its sound's amplitude envelope and the outer band of its shape glows
+(more when louder, never off, so steady sounds show too). Silent distractors of other
+classes share the scene, so a model has to find the object that sounds rather than read
+a colour histogram, and the task stays well posed for every video.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import binary_erosion
 
 from pipeline.data.synth_classes import SynthClass
 
@@ -62,6 +65,22 @@ def sprite(cls: SynthClass, size: int) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.asarray(cls.rgb, np.float32) / 255.0
     img = texture(cls.texture, size)[..., None] * rgb[None, None, :]
     return img * alpha[..., None], alpha
+
+
+def rim_mask(alpha: np.ndarray) -> np.ndarray:
+    """The outer band of a sprite's shape (about a tenth of its size, at least 2 px)."""
+    width = max(2, alpha.shape[0] // 10)
+    inside = alpha > 0
+    return inside & ~binary_erosion(inside, iterations=width)
+
+
+def sounding_look(rgb: np.ndarray, alpha: np.ndarray, band: np.ndarray, gain: float,
+                  rim: float) -> np.ndarray:
+    """A sounding object's sprite for one frame: scaled by ``gain``, its ``band``
+    (``rim_mask``) blended towards white by ``rim`` (colours premultiplied by alpha)."""
+    out = rgb * gain
+    out[band] += (alpha[band, None] - out[band]) * rim
+    return out
 
 
 def envelope(rhythm: str, t: np.ndarray, phase: float) -> np.ndarray:

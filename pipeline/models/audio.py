@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from pipeline.errors import ConfigError
+from pipeline.models.init import resnet_init
 
 
 @dataclass
@@ -50,12 +51,7 @@ class AudioBackbone(ResNet):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Identity()
         self.out_dim = cfg.widths[-1]
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        resnet_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:

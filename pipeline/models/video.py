@@ -19,6 +19,7 @@ from torchvision.models.video.resnet import (BasicBlock, Conv2Plus1D, Conv3DNoTe
                                              Conv3DSimple, VideoResNet)
 
 from pipeline.errors import ConfigError
+from pipeline.models.init import resnet_init
 
 # conv builder of each of the 4 stages, per family (as torchvision's r2plus1d_18/r3d_18/mc3_18)
 CONV_MAKERS = {
@@ -79,12 +80,7 @@ class VideoBackbone(VideoResNet):
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
         self.fc = nn.Identity()  # keeps torchvision's forward() usable; no classifier here
         self.out_dim = cfg.widths[-1]
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        resnet_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:

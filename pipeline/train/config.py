@@ -35,6 +35,10 @@ class TrainConfig:
     method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     seed: int = field(default=0, metadata={"help": "model initialisation seed"})
+    init: str = field(default="", metadata={"help": "warm start: a finished run folder or .safetensors whose matching tensors initialise the model"})
+    init_prefix: str = field(default="model.backbones.", metadata={"help": "only tensors whose names start with this are taken from init"})
+    threads: int = field(default=0, metadata={"help": "torch intra-op threads of each training process; 0 = torch's default. "
+                                             "On a small CPU shared with loader workers, fewer threads avoid oversubscription"})
     log_every: int = field(default=10, metadata={"help": "log metrics every N steps"})
     tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard event files"})
     loader: LoaderConfig = field(default_factory=LoaderConfig)

@@ -25,6 +25,7 @@ from pipeline.train.distributed import any_rank, average_buffers, barrier, setup
 from pipeline.train.method import StepContext, build_method
 from pipeline.train.metrics_log import MetricsLog
 from pipeline.train.optim import build_optimizer, warmup_cosine
+from pipeline.train.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,12 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
+    if cfg.init:
+        warm_start(method, cfg.init, cfg.init_prefix)  # a resumed checkpoint overrides it below
     if info.world_size > 1 and info.device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # CPU BN stays local
     method.to(info.device)
