@@ -50,7 +50,7 @@ class Demo:
         start = time.time()
         log.info("demo: %s %s", name, " ".join(overrides))
         result = spec.load_target()(build_config(spec, files, overrides))
-        self.times[name] = self.times.get(name, 0.0) + round(time.time() - start, 1)
+        self.times[name] = round(self.times.get(name, 0.0) + time.time() - start, 1)
         return result
 
     def corpus(self) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -125,6 +126,12 @@ def run(cfg: DetectConfig) -> dict:
     return result
 
 
+def _finite(d: dict) -> dict:
+    """The dict without float NaN/inf values (recursively)."""
+    return {k: _finite(v) if isinstance(v, dict) else v for k, v in d.items()
+            if not (isinstance(v, float) and not math.isfinite(v))}
+
+
 def _train_av(av_cfg: TrainConfig) -> dict:
     from pipeline.train.engine import train
     return train(av_cfg)
@@ -169,6 +176,9 @@ def _evaluate(cfg, av_cfg, model, frames, train_frames, out: Path) -> dict:
         str(c): names[k] if k < len(names) else str(k) for c, k in sorted(hung.items())}}, indent=1))
     report["pictures"] = evaluate.draw(out, eval_frames, dets, hung, av_boxes["trained"],
                                        names, cfg.pictures)
+    report = _finite(report)  # NaN is not JSON: a metric without ground truth is left out
+    if not report["frames_with_box"]:
+        report["note"] = "no ground-truth boxes in the evaluation shards: mAP and loc_acc need them"
     (out / "detect_eval.json").write_text(json.dumps(report, indent=1))
-    log.info("detect eval: map50 %.3f, loc_acc %.3f", report["map50"], report["loc_acc"])
+    log.info("detect eval: map50 %s, loc_acc %s", report.get("map50", "n/a"), report.get("loc_acc", "n/a"))
     return report

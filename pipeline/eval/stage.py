@@ -117,7 +117,8 @@ def run(cfg: EvalConfig) -> dict:
             result["random_init"] = metrics
     if cfg.detect_eval:
         det = json.loads(Path(cfg.detect_eval).read_text())
-        result["map50"] = det["map50"]
+        if "map50" in det:  # absent when the evaluation shards have no boxes
+            result["map50"] = det["map50"]
         if "random_init" in det and "map50" in det["random_init"]:
             result.setdefault("random_init", {})["map50"] = det["random_init"]["map50"]
     if cfg.cluster_eval:

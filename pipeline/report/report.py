@@ -52,14 +52,16 @@ def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
         return "<p class='muted'>no retrieval examples</p>"
     keys = {e["query"] for e in examples} | {t["key"] for e in examples for t in e["top"]}
     samples = read_samples(shards, keys)
-    name = (lambda y: names[y] if 0 <= y < len(names) else str(y))
+    name = (lambda y: names[y] if 0 <= y < len(names) else ("" if y < 0 else str(y)))
+    labelled = all(e["label"] >= 0 for e in examples)
     parts = ["<p class='muted'>Each row: an audio query (its own clip shown), then the five videos "
-             "whose embeddings are nearest; green = same class.</p>"]
+             "whose embeddings are nearest; " + ("green = same class." if labelled else
+                                                 "the corpus has no labels.") + "</p>"]
     for e in examples:
         cells = [f"<div class='card'><b>query</b><br>{_thumb(samples[e['query']]) if e['query'] in samples else ''}"
                  f"<br>{esc(name(e['label']))}<br>true rank {e['rank'] + 1}</div>"]
         for t in e["top"]:
-            ok = "good" if t["label"] == e["label"] else "bad"
+            ok = ("good" if t["label"] == e["label"] else "bad") if labelled else "muted"
             img = _thumb({k: v for k, v in samples[t["key"]].items() if k != "wav"}) if t["key"] in samples else ""
             cells.append(f"<div class='card'>{img}<br><span class='{ok}'>{esc(name(t['label']))}</span></div>")
         parts.append("<div class='grid'>" + "".join(cells) + "</div><br>")
@@ -75,7 +77,8 @@ def build_report(cfg: ReportConfig) -> Path:
     summary = run / "summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
-        body.append("<p class='muted'>" + " &middot; ".join(f"{esc(k)}: {esc(v)}" for k, v in s.items()) + "</p>")
+        body.append("<p class='muted'>" + " &middot; ".join(
+            f"{esc(k)}: {esc(round(v, 1) if isinstance(v, float) else v)}" for k, v in s.items()) + "</p>")
     runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
             if (d / "metrics.jsonl").exists()}
     if runs:
