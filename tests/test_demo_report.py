@@ -33,7 +33,9 @@ def demo_dir(tmp_path_factory):
 
 
 def test_demo_outputs(demo_dir):
-    ev = json.loads((demo_dir / "eval" / "eval.json").read_text())
+    ev = json.loads((demo_dir / "eval.json").read_text())
+    assert ev == json.loads((demo_dir / "eval" / "eval.json").read_text())
+    assert (demo_dir / "report.html").exists() and (demo_dir / "export" / "video").is_dir()
     for key in ("knn_top1", "linear_top1", "r_at_1_a2v", "r_at_5_a2v", "r_at_10_a2v", "medr_a2v",
                 "nmi", "ari", "cluster_acc", "selavi_nmi", "map50"):
         assert key in ev, key
