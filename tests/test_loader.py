@@ -145,3 +145,38 @@ def test_missing_shards_are_one_clear_error(tmp_path):
         loader(tmp_path / "nothing-*.tar")
     with pytest.raises(InputError, match="missing"):
         loader(str(tmp_path / "s-{000000..000002}.tar"))
+
+
+def test_a_setting_no_sample_meets_is_one_clear_error(synth_shards):
+    """Every sample failing (here: the shards hold 16 kHz audio) is not corrupt data to skip
+    forever in resampled mode, but one error naming the cause."""
+    ld = loader(synth_shards, "workers=0", "batch_size=2", "audio.rate=8000", "clip.frames=4",
+                "video.size=32")
+    with pytest.raises(InputError, match="none of the first 1000 samples.*expects 8000 Hz"):
+        next(iter(ld))
+
+
+def test_worker_batches_stay_intact_while_buffers_are_reused(synth_shards):
+    """Worker batches come through reused shared buffers: a batch kept by the caller must
+    not change when later batches reuse its buffer."""
+    ld = loader(synth_shards, "workers=2", "batch_size=2", "epoch_batches=16", "prefetch=1",
+                "clip.frames=4", "video.size=32")
+    kept = [(b["video"], b["video"].double().sum().item()) for b in ld]
+    assert len(kept) == 16
+    assert all(v.double().sum().item() == s for v, s in kept)
+    assert len({s for _, s in kept}) == 16
+
+
+def test_loader_benchmark_reports_both_rates_side_by_side(synth_shards, tmp_path):
+    """`bench loader` on real shards: the keys the issue names, ratios from the peer."""
+    from pipeline.bench import loader as bench
+    out = tmp_path / "bench.json"
+    cfg = load_config(bench.Config, [], [f"shards={synth_shards}", "workers=0,1", "batches=2",
+                                         "batch_size=4", "size=32", "frames=4", "raw_clips=8",
+                                         f"json={out}"])
+    res = bench.run(cfg)
+    assert json.loads(out.read_text()) == res
+    assert {"clips_per_s", "raw_decode_clips_per_s", "ratio", "per_workers"} <= set(res)
+    for w, row in res["per_workers"].items():
+        assert row["clips_per_s"] > 0 and row["raw_clips_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["clips_per_s"] / (row["raw_clips_per_s"] * max(int(w), 1)), abs=2e-3)

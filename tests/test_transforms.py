@@ -69,3 +69,20 @@ def test_augment_is_a_function_of_the_rng_and_same_for_all_frames():
     assert torch.allclose(a[:, 0], a[:, 3])
     e, _ = augment_clip(frames, boxes, cfg, None)  # evaluation: centre crop, no jitter
     assert torch.equal(e, augment_clip(frames, boxes, cfg, None)[0])
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_fused_colour_pass_equals_torch_ops(flip):
+    """The C pass (decord's interleaved layout) and the torch fallback agree, flip included."""
+    from pipeline.data.fused_video import _lib, mean_rgb
+    assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (3, 20, 24, 3), dtype=torch.uint8, generator=g).permute(0, 3, 1, 2)
+    m, b = compose_affine([("saturation", 1.3), ("hue", 0.1), ("contrast", 0.8)], mean_rgb(x))
+    args = (m, b, (0.4, 0.4, 0.4), (0.2, 0.25, 0.3))
+    fused = apply_colour(x, *args, flip=flip)
+    ref = apply_colour(x, *args, flip=flip, native=False)
+    assert torch.allclose(fused, ref, atol=1e-5)
+    assert np.allclose(mean_rgb(x), mean_rgb(x, native=False))
+    plain = apply_colour(x, *args, native=False)
+    assert torch.equal(ref, plain.flip(-1) if flip else plain)

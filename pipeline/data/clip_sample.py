@@ -75,7 +75,15 @@ class SampleDecoder:
         self.logmel = LogMel(audio)
         self.views = view_layout(clip)
 
-    def __call__(self, raw: dict, rng: np.random.Generator | None) -> dict:
+    @property
+    def video_shape(self) -> tuple[int, ...]:
+        """[V, C, T, S, S] of one sample's video views."""
+        return (len(self.views), 3, self.clip.frames, self.video.size, self.video.size)
+
+    def __call__(self, raw: dict, rng: np.random.Generator | None,
+                 video_out: torch.Tensor | None = None) -> dict:
+        """``video_out`` ([V, C, T, S, S], e.g. a row of a batch buffer) receives the
+        views in place: no per-sample stack and no collate copy of the largest tensor."""
         meta = json.loads(raw["json"])
         fps, n_frames = float(meta["fps"]), int(meta["n_frames"])
         span = (self.clip.frames - 1) * self.clip.stride + 1
@@ -85,18 +93,21 @@ class SampleDecoder:
         wanted = sorted({s + k * self.clip.stride for s in starts for k in range(self.clip.frames)})
         decoded = self.decode_frames(raw["mp4"], wanted)
         by_index = {f: i for i, f in enumerate(wanted)}
-        videos, audios, boxes = [], [], []
+        video = torch.empty(self.video_shape) if video_out is None else video_out
+        audios, boxes = [], []
         has_audio = "wav" in raw and bool(meta.get("has_audio", True))
-        for pos, _copy, rev in self.views:
+        for v, (pos, _copy, rev) in enumerate(self.views):
             if rev:  # the reversed view is the previous view flipped: same crop, same jitter
-                videos.append(videos[-1].flip(1))
+                video[v] = video[v - 1].flip(1)
                 audios.append(audios[-1].flip(-1))
                 boxes.append(boxes[-1].flip(0))
                 continue
             idx = [starts[pos] + k * self.clip.stride for k in range(self.clip.frames)]
-            frames = torch.from_numpy(decoded[[by_index[i] for i in idx]])
-            v, b = augment_clip(frames, frame_boxes(meta.get("boxes"), idx, fps), self.video, rng)
-            videos.append(v)
+            rows = [by_index[i] for i in idx]
+            # one position (the common case): the decoded frames are the clip, no copy
+            frames = torch.from_numpy(decoded if rows == list(range(len(decoded))) else decoded[rows])
+            _, b = augment_clip(frames, frame_boxes(meta.get("boxes"), idx, fps), self.video, rng,
+                                out=video[v])
             boxes.append(b)
             centre = (starts[pos] + span / 2) / fps
             if has_audio:
@@ -113,6 +124,6 @@ class SampleDecoder:
         text = raw.get("txt", b"").decode("utf-8") if raw.get("txt") else ""
         ids, n = tokenizer.encode(text, self.clip.text_len)
         label = int(raw["cls"]) if raw.get("cls") else -1
-        return {"key": raw["__key__"], "video": torch.stack(videos), "audio": torch.stack(audios),
+        return {"key": raw["__key__"], "video": video, "audio": torch.stack(audios),
                 "boxes": torch.stack(boxes), "text": ids, "text_len": n, "label": label,
                 "has_audio": has_audio, "start": [s / fps for s in starts]}

@@ -17,9 +17,12 @@ import torch
 import webdataset as wds
 from torch.utils.data import default_collate
 
+from pipeline.data.batch_pool import SharedBatchPool
 from pipeline.data.clip_sample import SampleDecoder
+from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
+MAX_FAILED_FIRST = 1000  # bad samples are skipped, but if the first 1000 all fail, a setting is wrong
 
 
 @dataclass
@@ -40,9 +43,12 @@ class StreamPlan:
     world_size: int = 1
 
 
-def collate(items: list[dict]) -> dict:
-    out = {}
+def collate(items: list[dict], video: torch.Tensor) -> dict:
+    """Batch the samples; their video views are already rows of ``video``."""
+    out = {"video": video[:len(items)]}
     for k in items[0]:
+        if k == "video":
+            continue
         vals = [it[k] for it in items]
         if isinstance(vals[0], torch.Tensor):
             # in a worker, default_collate stacks straight into shared memory (one copy less)
@@ -55,9 +61,9 @@ def collate(items: list[dict]) -> dict:
 
 
 class ClipStream(torch.utils.data.IterableDataset):
-    def __init__(self, plan: StreamPlan, decoder: SampleDecoder):
+    def __init__(self, plan: StreamPlan, decoder: SampleDecoder, pool: SharedBatchPool | None = None):
         super().__init__()
-        self.plan, self.decoder = plan, decoder
+        self.plan, self.decoder, self.pool = plan, decoder, pool
         self.errors = 0
 
     def _on_error(self, exn: Exception) -> bool:
@@ -92,28 +98,42 @@ class ClipStream(torch.utils.data.IterableDataset):
                                   seed=hash((p.seed, p.epoch, rank, worker)) & 0x7FFFFFFF)(samples)
         skip = p.skip[worker] if worker < len(p.skip) else 0
         done = p.done[worker] if worker < len(p.done) else 0
-        pos, batch, errors_seen = 0, [], 0
+        pos, batch, errors_seen, decoded = 0, [], 0, 0
         if p.resampled and done >= p.batches_per_worker:
             return  # resumed exactly at the end of this worker's epoch
+        slot, video = self._buffer(worker, info is not None)
         for raw in samples:
             pos += 1
             if pos <= skip:
                 continue  # already emitted before the checkpoint: not decoded again
             rng = np.random.default_rng([p.seed, p.epoch, rank, worker, pos])
             try:
-                batch.append(self.decoder(raw, rng))
+                batch.append(self.decoder(raw, rng, video_out=video[len(batch)]))
+                decoded += 1
             except Exception as exn:  # a corrupt sample must not stop training
                 self._on_error(RuntimeError(f"sample {raw.get('__key__')} in {raw.get('__url__')}: {exn!r}"))
+                if not decoded and pos - skip >= MAX_FAILED_FIRST:
+                    # not corrupt data but a setting no sample meets: say so instead of spinning
+                    raise InputError(f"loader: none of the first {pos - skip} samples could be used, "
+                                     f"e.g. {raw.get('__key__')} in {raw.get('__url__')}: {exn}") from exn
             if len(batch) == p.batch_size:
-                out = collate(batch)
-                out.update(_worker=worker, _pos=pos, _skipped=self.errors - errors_seen)
+                out = collate(batch, video)
+                out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
                 errors_seen = self.errors
                 batch = []
                 done += 1
                 yield out
                 if p.resampled and done >= p.batches_per_worker:
                     return
+                slot, video = self._buffer(worker, info is not None)
         if batch and not p.resampled:  # evaluation keeps the last partial batch
-            out = collate(batch)
-            out.update(_worker=worker, _pos=pos, _skipped=self.errors - errors_seen)
+            out = collate(batch, video)
+            out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
             yield out
+
+    def _buffer(self, worker: int, in_worker: bool) -> tuple[int, torch.Tensor]:
+        """The next batch's video buffer: a pool slot in a worker, plain memory otherwise."""
+        shape = (self.plan.batch_size, *self.decoder.video_shape)
+        if in_worker and self.pool is not None:
+            return self.pool.acquire(worker)
+        return -1, torch.empty(shape)

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from pipeline.data.fused_video import affine_planes
+
 LUMA = np.array([0.299, 0.587, 0.114])
 RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 YIQ2RGB = np.linalg.inv(RGB2YIQ)
@@ -54,20 +56,14 @@ def jitter_affine(mean_rgb: np.ndarray, strength: float,
     return compose_affine([factors[k] for k in rng.permutation(4)], mean_rgb)
 
 
-def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std) -> torch.Tensor:
-    """uint8 [T, 3, H, W] -> normalised float [3, T, H, W]: scale, jitter, clamp, normalise.
+def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std, flip: bool = False,
+                 out: torch.Tensor | None = None, native: bool = True) -> torch.Tensor:
+    """uint8 [T, 3, H, W] -> normalised float [3, T, H, W]: scale, jitter, clamp, normalise
+    (and mirror when ``flip``), written into ``out`` when given (a row of the batch).
 
     Normalisation is affine too, so it is folded into (M, b) and the [0, 1] clamp becomes a
-    per-channel clamp of the normalised value: each output plane is three scalar
-    multiply-adds over uint8 planes, about half the cost of an einsum on a float copy."""
+    per-channel clamp of the normalised value: one pass over the clip (``affine_planes``)."""
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     mm = np.asarray(m, np.float64) / (255.0 * std[:, None])
     bb = (np.asarray(b, np.float64) - mean) / std
-    lo, hi = -mean / std, (1.0 - mean) / std
-    planes = x.permute(1, 0, 2, 3).contiguous()  # 3 T H W, still uint8
-    out = torch.empty(planes.shape, dtype=torch.float32)
-    for i in range(3):
-        o = torch.mul(planes[0], float(mm[i, 0]), out=out[i])
-        o.add_(planes[1], alpha=float(mm[i, 1])).add_(planes[2], alpha=float(mm[i, 2]))
-        o.add_(float(bb[i])).clamp_(float(lo[i]), float(hi[i]))
-    return out
+    return affine_planes(x, flip, mm, bb, -mean / std, (1.0 - mean) / std, out=out, native=native)

@@ -15,6 +15,7 @@ import braceexpand
 import torch
 
 from pipeline.data.audio_transforms import AudioConfig
+from pipeline.data.batch_pool import SharedBatchPool
 from pipeline.data.clip_sample import ClipConfig, SampleDecoder
 from pipeline.data.clip_stream import ClipStream, StreamPlan
 from pipeline.data.video_transforms import VideoAugConfig
@@ -100,13 +101,19 @@ class ClipLoader:
                           self.epoch, list(self.skip), list(self.done), self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[dict]:
+        pool = None
+        if self.cfg.workers:
+            pool = SharedBatchPool(self.cfg.workers, self.cfg.prefetch + 2,
+                                   (self.cfg.batch_size, *self.decoder.video_shape))
         dl = torch.utils.data.DataLoader(
-            ClipStream(self._plan(), self.decoder), batch_size=None,
+            ClipStream(self._plan(), self.decoder, pool), batch_size=None,
             num_workers=self.cfg.workers, prefetch_factor=self.cfg.prefetch if self.cfg.workers else None,
             multiprocessing_context=self.cfg.mp_context if self.cfg.workers else None,
             persistent_workers=False)
         for batch in dl:
-            w = int(batch.pop("_worker"))
+            w, slot = int(batch.pop("_worker")), int(batch.pop("_slot"))
+            if slot >= 0:
+                batch["video"] = pool.release(w, slot, batch["video"])
             self.skip[w] = int(batch.pop("_pos"))
             self.done[w] += 1
             self.batch += 1

@@ -14,6 +14,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from pipeline.data.colour_jitter import apply_colour, jitter_affine
+from pipeline.data.fused_video import mean_rgb
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -52,7 +53,10 @@ def centre_params(h: int, w: int) -> tuple[int, int, int, int]:
 def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int, cw: int,
                flip: bool) -> torch.Tensor:
     """Map normalised boxes [T, 4] into the crop; boxes left with no area become NaN."""
-    b = boxes.numpy().astype(np.float64)  # a few numbers: numpy is ~10x cheaper than torch here
+    b = boxes.numpy()
+    if np.isnan(b).all():  # no boxes in this clip (most corpora): nothing to map
+        return boxes.clone()
+    b = b.astype(np.float64)  # a few numbers: numpy is ~10x cheaper than torch here
     x = np.clip((b[:, [0, 2]] * w - left) / cw, 0, 1)
     y = np.clip((b[:, [1, 3]] * h - top) / ch, 0, 1)
     if flip:
@@ -63,22 +67,20 @@ def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int
 
 
 def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
-                 rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [T, H, W, 3] -> normalised float [C, T, S, S]; ``rng=None`` means evaluation
-    (centre crop, no flip, no jitter)."""
+                 rng: np.random.Generator | None,
+                 out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [T, H, W, 3] -> normalised float [C, T, S, S] (written into ``out`` when
+    given); ``rng=None`` means evaluation (centre crop, no flip, no jitter)."""
     x = frames.permute(0, 3, 1, 2)  # T C H W
     h, w = x.shape[-2:]
     train = rng is not None
     top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
     x = TF.resized_crop(x, top, left, ch, cw, [cfg.size, cfg.size], antialias=True)
     flip = bool(train and rng.random() < cfg.flip)
-    if flip:
-        x = TF.horizontal_flip(x)
     if train and cfg.jitter > 0 and rng.random() < cfg.jitter_prob:
-        # the contrast grey level: every 4th pixel estimates the mean colour well enough
-        mean_rgb = x[:, :, ::4, ::4].float().mean(dim=(0, 2, 3)).numpy() / 255.0
-        m, b = jitter_affine(mean_rgb, cfg.jitter, rng)
+        # the clip's mean colour is the grey level contrast blends towards
+        m, b = jitter_affine(mean_rgb(x), cfg.jitter, rng)
     else:
         m, b = np.eye(3), np.zeros(3)
-    out = apply_colour(x, m, b, cfg.mean, cfg.std)
+    out = apply_colour(x, m, b, cfg.mean, cfg.std, flip=flip, out=out)
     return out, crop_boxes(boxes, h, w, top, left, ch, cw, flip)

@@ -6,26 +6,20 @@ per row reads each kernel row once while it sits in L1: build it from the float1
 log-probs (exp included), dot it with rho, and add row/s into the column sums. This is
 ~2x faster with a cached kernel and ~4x when recomputing it (the N=1.28M x K=3000 case).
 
-The library is built with the system C compiler (cc -O3 -march=native -ffast-math, so
-expf vectorises through glibc's libmvec) into a per-host cache directory
-($PIPELINE_CACHE, default ~/.cache/pipeline). If that
-fails, ``load()`` returns None and the solver uses its pure-torch path, which is also
-used on GPU. Rows are split into ranges processed by threads; ctypes releases the GIL.
+The library is built by ``pipeline.native`` (cc -O3 -march=native -ffast-math, so expf
+vectorises through glibc's libmvec). If that fails, ``load()`` returns None and the
+solver uses its pure-torch path, which is also used on GPU. Rows are split into ranges processed by threads; ctypes releases the GIL.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from pipeline.native import load_library
 
 _SRC = r"""
 #include <math.h>
@@ -116,48 +110,16 @@ void build_pass(const void *x, int half, int64_t ldx, int64_t n, int64_t k, cons
     free(buf);
 }
 """
-# -ffast-math only when compiling: linked with it, gcc < 13 adds crtfastmath.o, whose
-# constructor would switch the whole process to flush-denormals-to-zero on load.
-_CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-c"]
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
 _P = ctypes.c_void_p
-
-
-def _build(path: str) -> None:
-    cc = os.environ.get("CC", "cc")
-    with tempfile.TemporaryDirectory() as tmp:
-        src, obj, out = (os.path.join(tmp, f) for f in ("sinkhorn.c", "sinkhorn.o", "lib.so"))
-        with open(src, "w") as f:
-            f.write(_SRC)
-        for cmd in ([cc, *_CFLAGS, src, "-o", obj], [cc, "-shared", obj, "-o", out, "-lm"]):
-            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        os.replace(out, path)  # atomic: concurrent ranks never load a partial file
+_lock = threading.Lock()
 
 
 def load() -> ctypes.CDLL | None:
     """The compiled library, or None (then callers use the torch path)."""
-    global _lib, _tried
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        key = hashlib.sha1((_SRC + " ".join(_CFLAGS) + platform.node()).encode()).hexdigest()[:16]
-        cache = os.environ.get("PIPELINE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "pipeline"))
-        path = os.path.join(cache, f"sinkhorn_cpu_{key}.so")
-        try:
-            if not os.path.exists(path):
-                os.makedirs(cache, exist_ok=True)
-                _build(path)
-            lib = ctypes.CDLL(path)
-            i64, f32 = ctypes.c_int64, ctypes.c_float
-            lib.cached_pass.argtypes = [_P, i64, i64, _P, _P, _P]
-            lib.build_pass.argtypes = [_P, ctypes.c_int, i64, i64, i64, _P, f32, _P, _P, _P, _P, _P, _P]
-            _lib = lib
-        except (OSError, subprocess.SubprocessError) as exc:
-            warnings.warn(f"Sinkhorn CPU kernels unavailable, using torch ops: {exc}")
-        return _lib
+    i64, f32 = ctypes.c_int64, ctypes.c_float
+    return load_library("sinkhorn_cpu", _SRC, signatures={
+        "cached_pass": [_P, i64, i64, _P, _P, _P],
+        "build_pass": [_P, ctypes.c_int, i64, i64, i64, _P, f32, _P, _P, _P, _P, _P, _P]})
 
 
 def supports(x: torch.Tensor) -> bool:
