@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.data import tokenizer
 from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
-from pipeline.data.video_decode import decode_decord, decode_pyav
+from pipeline.data.video_decode import decode_decord, decode_pyav, get_decoder
 from pipeline.data.wav_window import encode_wav, read_window
 from pipeline.errors import InputError
 
@@ -48,6 +48,20 @@ def test_decoders_give_exact_frames(synth_shards):
             assert np.abs(g.astype(int) - ref[i].astype(int)).mean() < 1.0, (decode.__name__, i)
         # neighbouring frames differ (moving objects), so an off-by-one would be caught
     assert np.abs(ref[7].astype(int) - ref[8].astype(int)).mean() > 0.5
+
+
+def test_pyav_backend_keeps_exact_frames_across_videos_of_other_sizes(synth_shards):
+    """The loader's PyAV decoder keeps one RGB converter; a real video of another size and
+    codec in between must not leave it converting with the wrong geometry."""
+    decode = get_decoder("pyav")
+    synth = first_sample(synth_shards)["mp4"]
+    real = (HERE / "data" / "lego_toy.mp4").read_bytes()
+    for data in (synth, real, synth):
+        with av.open(io.BytesIO(data)) as c:
+            ref = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][:12]
+        got = decode(data, [3, 11, 4])
+        assert np.array_equal(got, np.stack([ref[3], ref[11], ref[4]]))
+        assert np.array_equal(got, decode_decord(data, [3, 11, 4]))
 
 
 def test_wav_window_matches_full_read():

@@ -21,7 +21,7 @@ import torch
 from pipeline.config import MISSING, load_config
 from pipeline.data.clip_sample import clip_starts
 from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
-from pipeline.data.video_decode import decode_decord
+from pipeline.data.video_decode import get_decoder
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +57,19 @@ def _raw_samples(paths: list[str], limit: int) -> list[tuple[bytes, int]]:
     return mixed[:limit]
 
 
-def _raw_rate(cfg: Config, samples: list[tuple[bytes, int]], seed: int) -> float:
-    """Single-process decord rate for random clips of the same length, no augmentation."""
+def _raw_rate(cfg: Config, samples: list[tuple[bytes, int]], seed: int,
+              backend: str = "decord") -> float:
+    """Single-process decode rate for random clips of the same length, no augmentation."""
+    decode = get_decoder(backend)
     rng = np.random.default_rng(seed)
     span = (cfg.frames - 1) * cfg.stride + 1
     for data, n in samples[:4]:  # warm-up, as the loader gets its first batch untimed
-        decode_decord(data, [k * cfg.stride for k in range(cfg.frames)])
+        decode(data, [k * cfg.stride for k in range(cfg.frames)])
     start = time.perf_counter()
     for _ in range(cfg.raw_clips):
         data, n = samples[int(rng.integers(len(samples)))]
         s = clip_starts(n, span, 1, 0, rng)[0]
-        decode_decord(data, [s + k * cfg.stride for k in range(cfg.frames)])
+        decode(data, [s + k * cfg.stride for k in range(cfg.frames)])
     return cfg.raw_clips / (time.perf_counter() - start)
 
 
@@ -99,10 +101,14 @@ def run(cfg: Config) -> dict:
         after = _raw_rate(cfg, samples, 2 * i + 1)
         raw = (before + after) / 2
         raws += [before, after]
-        per[str(w)] = {"clips_per_s": round(rate, 2), "raw_clips_per_s": round(raw, 2),
-                       "ratio": round(rate / (raw * max(w, 1)), 3)}
+        row = {"clips_per_s": round(rate, 2), "raw_clips_per_s": round(raw, 2),
+               "ratio": round(rate / (raw * max(w, 1)), 3)}
+        if cfg.backend != "decord":  # also against the loader's own decoder alone
+            own = (_raw_rate(cfg, samples, 2 * i, cfg.backend) + _raw_rate(cfg, samples, 2 * i + 1, cfg.backend)) / 2
+            row.update(raw_backend_clips_per_s=round(own, 2), ratio_to_backend=round(rate / (own * max(w, 1)), 3))
+        per[str(w)] = row
         log.info("workers=%d: %.1f clips/s, raw decord %.1f-%.1f (ratio %.2f)",
-                 w, rate, before, after, per[str(w)]["ratio"])
+                 w, rate, before, after, row["ratio"])
     raw = float(np.median(raws))
     best = max(per, key=lambda k: per[k]["clips_per_s"])
     result = {"clips_per_s": per[best]["clips_per_s"], "best_workers": int(best),

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -50,12 +51,13 @@ class Detector:
     def video(self, path: str | Path, every: int = 1, score_min: float = 0.3) -> list[dict]:
         """Detections on every ``every``-th frame of a video file: [{frame, t, detections}]."""
         frames, times = [], []
+        rgb = VideoReformatter()  # one swscale context for all frames (to_ndarray makes one per frame)
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 for i, frame in enumerate(container.decode(stream)):
                     if i % every == 0:
-                        frames.append(frame.to_ndarray(format="rgb24"))
+                        frames.append(rgb.reformat(frame, format="rgb24").to_ndarray())
                         times.append(round(float(frame.time or 0.0), 4))
         except av.error.FFmpegError as err:
             raise InputError(f"{path}: cannot decode video: {err}") from None
