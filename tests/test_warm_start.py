@@ -6,7 +6,7 @@ import torch
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.train.config import TrainConfig
-from pipeline.train.method import build_method
+from pipeline.train.method import build_method, final_weights
 from pipeline.train.warm_start import warm_start
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
@@ -22,7 +22,7 @@ def test_gdt_backbones_initialise_selavi(tmp_path):
     torch.manual_seed(1)
     gdt = _method(tmp_path, "gdt", 1)
     run = tmp_path / "gdt_run"
-    gdt.export_weights(run / "final")
+    gdt.export_weights(final_weights(run))
     torch.manual_seed(2)
     selavi = _method(tmp_path, "selavi", 2)
     heads_before = {k: v.clone() for k, v in selavi.state_dict().items() if "heads" in k and torch.is_tensor(v)}
@@ -38,6 +38,6 @@ def test_bad_sources_are_clear_errors(tmp_path):
     method = _method(tmp_path, "gdt", 0)
     with pytest.raises(InputError, match="no weights"):
         warm_start(method, str(tmp_path / "missing_run"), "model.backbones.")
-    method.export_weights(tmp_path / "run" / "final")
+    method.export_weights(final_weights(tmp_path / "run"))
     with pytest.raises(InputError, match="no tensor"):
         warm_start(method, str(tmp_path / "run"), "model.nothing.")

@@ -15,12 +15,13 @@ from pipeline.detect.frames import FrameSet
 from pipeline.detect.pseudo_boxes import heatmap_boxes
 from pipeline.errors import InputError
 from pipeline.train.config import TrainConfig
+from pipeline.train.method import final_weights
 from pipeline.train.methods.avloc import AVLocMethod
 
 
 def load_av_model(run: Path) -> tuple[AVLocMethod, TrainConfig]:
     """The AV model a ``method=avloc`` engine run exported (``final/method.safetensors``)."""
-    cfg_path, weights = run / "config.yaml", run / "final" / "method.safetensors"
+    cfg_path, weights = run / "config.yaml", final_weights(run)
     if not cfg_path.is_file() or not weights.is_file():
         raise InputError(f"{run}: no config.yaml/final/method.safetensors of a finished AV run "
                          "(run the detect stage with the 'av' step first)")

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from pipeline.config import MISSING, load_config, save_config
 from pipeline.errors import InputError
 from pipeline.train.config import TrainConfig
+from pipeline.train.method import final_weights
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _shard_fps(cfg: TrainConfig) -> float | None:
 
 
 def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
-    cfg_path, weights = run_dir / "config.yaml", run_dir / "final" / "method.safetensors"
+    cfg_path, weights = run_dir / "config.yaml", final_weights(run_dir)
     for p in (cfg_path, weights):
         if not p.exists():
             raise InputError(f"{p}: missing; is {run_dir} a finished training run?")

@@ -22,7 +22,7 @@ from pipeline.data.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import any_rank, average_buffers, barrier, setup_distributed
-from pipeline.train.method import StepContext, build_method
+from pipeline.train.method import StepContext, build_method, final_weights
 from pipeline.train.metrics_log import MetricsLog
 from pipeline.train.optim import build_optimizer, warmup_cosine
 from pipeline.train.warm_start import warm_start
@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
     if status == "done":
         average_buffers(method)
         if info.is_main:
-            method.export_weights(out / "final")
+            method.export_weights(final_weights(out))
     barrier()
     metrics.close()
     result = {"status": status, "step": step, "checkpoint": str(last_ckpt) if last_ckpt else None,

@@ -31,16 +31,20 @@ class Method(torch.nn.Module):
     def on_step_start(self, ctx: StepContext) -> None:
         """Called before every micro-step on every rank; default: nothing."""
 
-    def export_weights(self, folder: Path) -> Path:
+    def export_weights(self, path: Path) -> Path:
         """All tensors of the state dict (extra state such as labels is not a tensor and
         lives in checkpoints) as safetensors."""
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "method.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
                    if isinstance(v, torch.Tensor)}
         save_file(tensors, str(path))
         return path
 
+
+
+def final_weights(run_dir: str | Path) -> Path:
+    """Where a finished training run keeps its weights (the engine writes them last)."""
+    return Path(run_dir) / "final" / "method.safetensors"
 
 METHODS: dict[str, str] = {
     "gdt": "pipeline.train.methods.contrastive:GDTMethod",

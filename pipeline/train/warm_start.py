@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.errors import InputError
+from pipeline.train.method import final_weights
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def weights_file(source: str) -> Path:
     """A run folder (its ``final/method.safetensors``) or a .safetensors file."""
     path = Path(source)
     if path.is_dir():
-        path = path / "final" / "method.safetensors"
+        path = final_weights(path)
     if not path.is_file():
         raise InputError(f"init={source}: no weights at {path} (give a finished run folder "
                          "or a .safetensors file)")
