@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import tarfile
+import math
 import time
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import webdataset as wds
 
 from pipeline.config import MISSING, load_config
 from pipeline.data.clip_sample import clip_starts
@@ -42,19 +43,15 @@ class Config:
 
 
 def _raw_samples(paths: list[str], limit: int) -> list[tuple[bytes, int]]:
-    """(mp4 bytes, frame count) of up to ``limit`` samples taken from every shard in turn,
-    so the peer decodes the same mix of videos the loader draws from."""
-    per_shard = []
-    for path in paths:
-        with tarfile.open(path) as tf:
-            found = []
-            for m in tf.getmembers():
-                if m.name.endswith(".mp4"):
-                    meta = json.loads(tf.extractfile(m.name[:-4] + ".json").read())
-                    found.append((tf.extractfile(m).read(), int(meta["n_frames"])))
-        per_shard.append(found)
-    mixed = [s for group in zip_longest(*per_shard) for s in group if s is not None]
-    return mixed[:limit]
+    """(mp4 bytes, frame count) of up to ``limit`` samples taken from the shards in turn,
+    so the peer decodes the same mix of videos the loader draws from. The shards are
+    streamed (webdataset, as the loader reads them) only as far as those samples; with
+    more shards than ``limit``, an evenly spread subset of them."""
+    if len(paths) > limit:
+        paths = paths[::math.ceil(len(paths) / limit)]
+    streams = [(s for s in wds.tarfile_to_samples()([{"url": p}]) if "mp4" in s) for p in paths]
+    in_turn = (s for group in zip_longest(*streams) for s in group if s is not None)
+    return [(s["mp4"], int(json.loads(s["json"])["n_frames"])) for s in islice(in_turn, limit)]
 
 
 def _raw_rate(cfg: Config, samples: list[tuple[bytes, int]], seed: int,
