@@ -25,7 +25,6 @@ WAIT_LIMIT_S = 600.0
 class SharedBatchPool:
     def __init__(self, workers: int, slots: int, shape: tuple[int, ...]):
         self.shape = tuple(shape)
-        self.slots = slots
         self.flags = torch.zeros(workers, slots, dtype=torch.int32).share_memory_()
         self._buffers: dict[int, torch.Tensor] = {}  # this worker's slots, made on first use
         self._held: dict[tuple[int, int], torch.Tensor] = {}  # main: keeps the mappings alive
