@@ -185,12 +185,16 @@ def test_loader_benchmark_reports_both_rates_side_by_side(synth_shards, tmp_path
     """`bench loader` on real shards: the keys the issue names, ratios from the peer."""
     from pipeline.bench import loader as bench
     out = tmp_path / "bench.json"
-    cfg = load_config(bench.Config, [], [f"shards={synth_shards}", "workers=0,1", "batches=2",
+    cfg = load_config(bench.Config, [], [f"shards={synth_shards}", "workers=0,1,2", "batches=2",
                                          "batch_size=4", "size=32", "frames=4", "raw_clips=8",
-                                         f"json={out}"])
+                                         "raw_seconds=0.3", f"json={out}"])
     res = bench.run(cfg)
     assert json.loads(out.read_text()) == res
     assert {"clips_per_s", "raw_decode_clips_per_s", "ratio", "per_workers"} <= set(res)
     for w, row in res["per_workers"].items():
         assert row["clips_per_s"] > 0 and row["raw_clips_per_s"] > 0
-        assert row["ratio"] == pytest.approx(row["clips_per_s"] / (row["raw_clips_per_s"] * max(int(w), 1)), abs=2e-3)
+        assert row["ratio"] == pytest.approx(row["clips_per_s"] / row["raw_limit_clips_per_s"], abs=2e-3)
+        assert row["ratio_to_one_core"] == pytest.approx(
+            row["clips_per_s"] / (row["raw_clips_per_s"] * max(int(w), 1)), abs=2e-3)
+    # two decoders at once do more than one, and no more than twice as much
+    assert 1.0 < res["raw_scaling_1_to_2"] <= 2.2

@@ -71,18 +71,70 @@ def test_augment_is_a_function_of_the_rng_and_same_for_all_frames():
     assert torch.equal(e, augment_clip(frames, boxes, cfg, None)[0])
 
 
+@pytest.mark.parametrize("crop", [(3, 5, 30, 41), (0, 0, 48, 64), (10, 20, 9, 13)])
+def test_native_crop_resize_equals_torchvision(crop):
+    """The C resampling (shrinking, whole frame, enlarging) equals torchvision's
+    antialiased resize of the same crop, and its mean colour is the mean of the result."""
+    from pipeline.data.fused_video import _lib, crop_resize
+    assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
+    g = torch.Generator().manual_seed(7)
+    frames = torch.randint(0, 256, (3, 48, 64, 3), dtype=torch.uint8, generator=g)
+    got, mean = crop_resize(frames, *crop, 24)
+    ref = TF.resized_crop(frames.permute(0, 3, 1, 2).float(), *crop, [24, 24], antialias=True)
+    assert got.shape == (3, 3, 24, 24) and got.dtype == torch.float32
+    assert torch.allclose(got, ref, atol=1e-3)
+    assert np.allclose(mean, ref.double().mean(dim=(0, 2, 3)).numpy() / 255, atol=1e-6)
+    low, low_mean = crop_resize(frames, *crop, 24, native=False)  # uint8 torchvision
+    assert (low.float() - got).abs().max() <= 1.0 and np.allclose(low_mean, mean, atol=2e-3)
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_fused_colour_pass_equals_torch_ops(flip):
-    """The C pass (decord's interleaved layout) and the torch fallback agree, flip included."""
-    from pipeline.data.fused_video import _lib, mean_rgb
+    """The C pass (the resampler's interleaved layout) and the torch fallback agree, flip
+    included, and a whole augmentation agrees with its all-torch version."""
+    from pipeline.data.fused_video import _lib
     assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
     g = torch.Generator().manual_seed(5)
-    x = torch.randint(0, 256, (3, 20, 24, 3), dtype=torch.uint8, generator=g).permute(0, 3, 1, 2)
-    m, b = compose_affine([("saturation", 1.3), ("hue", 0.1), ("contrast", 0.8)], mean_rgb(x))
+    x = (torch.rand(3, 20, 24, 3, generator=g) * 255).permute(0, 3, 1, 2)
+    m, b = compose_affine([("saturation", 1.3), ("hue", 0.1), ("contrast", 0.8)], np.full(3, 0.4))
     args = (m, b, (0.4, 0.4, 0.4), (0.2, 0.25, 0.3))
     fused = apply_colour(x, *args, flip=flip)
     ref = apply_colour(x, *args, flip=flip, native=False)
     assert torch.allclose(fused, ref, atol=1e-5)
-    assert np.allclose(mean_rgb(x), mean_rgb(x, native=False))
     plain = apply_colour(x, *args, native=False)
     assert torch.equal(ref, plain.flip(-1) if flip else plain)
+    frames = torch.randint(0, 256, (4, 40, 56, 3), dtype=torch.uint8, generator=g)
+    cfg, boxes = VideoAugConfig(size=24, flip=float(flip)), torch.full((4, 4), float("nan"))
+    a, _ = augment_clip(frames, boxes, cfg, np.random.default_rng(1))
+    t, _ = augment_clip(frames, boxes, cfg, np.random.default_rng(1), native=False)
+    # torchvision rounds the resized clip to uint8: half a grey level, which brightness,
+    # contrast and saturation may each enlarge by up to 1 + jitter, over the smallest std
+    gain = (1 + cfg.jitter) ** 3
+    assert (a - t).abs().max() <= 0.5 * gain / (255 * min(cfg.std)) + 1e-4
+
+
+def test_batched_log_mel_and_spec_masks_equal_per_clip_ones():
+    """A batch of waveforms gives each clip's own log-mel (top_db floor and standardisation
+    per clip, not per batch), and the drawn SpecAugment bands zero exactly those rows and
+    columns."""
+    from pipeline.data.audio_transforms import AudioConfig, LogMel, apply_spec_masks, draw_spec_masks
+    cfg = AudioConfig(freq_masks=2, time_masks=1)
+    logmel = LogMel(cfg)
+    g = torch.Generator().manual_seed(0)
+    waves = torch.randn(3, 16000, generator=g) * torch.tensor([[1.0], [1e-3], [0.3]])
+    batch = logmel(waves)
+    assert batch.shape == (3, 1, 40, 101)
+    for i in range(3):
+        assert torch.allclose(batch[i], logmel(waves[i]), atol=1e-5)
+    rng = np.random.default_rng(4)
+    masks = np.stack([draw_spec_masks(cfg, 40, 101, rng) for _ in range(3)])
+    assert (masks[:, :, 1] > 0).any() and not draw_spec_masks(cfg, 40, 101, None).any()
+    got = apply_spec_masks(batch.clone(), torch.from_numpy(masks), cfg.freq_masks)
+    ref = batch.clone()
+    for i in range(3):
+        for j, (start, width) in enumerate(masks[i]):
+            if j < cfg.freq_masks:
+                ref[i, :, start:start + width, :] = 0
+            else:
+                ref[i, :, :, start:start + width] = 0
+    assert torch.equal(got, ref)

@@ -25,7 +25,9 @@ class AudioConfig:
 
 
 class LogMel(torch.nn.Module):
-    """Waveform [n] -> standardised log-mel [1, n_mels, frames]."""
+    """Waveforms [..., n] -> standardised log-mel [..., 1, n_mels, frames], each clip on
+    its own. Batches are computed at once: per clip, the torch op overheads cost as much
+    as the spectrogram itself."""
 
     def __init__(self, cfg: AudioConfig):
         super().__init__()
@@ -36,10 +38,12 @@ class LogMel(torch.nn.Module):
         self.db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.db(self.mel(wave) + 1e-10)
+        lead = wave.shape[:-1]
+        # [N, 1, n_mels, frames]: AmplitudeToDB's top_db floor is then per clip
+        spec = self.db(self.mel(wave.reshape(-1, 1, wave.shape[-1])) + 1e-10)
         # per-clip standardisation: loudness differences between corpora do not leak in
-        spec = (spec - spec.mean()) / (spec.std() + 1e-5)
-        return spec.unsqueeze(0)
+        mu, sd = spec.mean(dim=(-2, -1), keepdim=True), spec.std(dim=(-2, -1), keepdim=True)
+        return ((spec - mu) / (sd + 1e-5)).reshape(*lead, *spec.shape[1:])
 
 
 def jitter_wave(wave: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
@@ -47,16 +51,30 @@ def jitter_wave(wave: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) ->
     return np.clip(wave * gain, -1.0, 1.0)
 
 
-def spec_augment(spec: torch.Tensor, cfg: AudioConfig, rng: np.random.Generator) -> torch.Tensor:
-    """Zero (= the mean after standardisation) random bands of frequency and time."""
-    spec = spec.clone()
+def draw_spec_masks(cfg: AudioConfig, n_mels: int, frames: int,
+                    rng: np.random.Generator | None) -> np.ndarray:
+    """SpecAugment bands as (start, width) rows: ``cfg.freq_masks`` frequency bands, then
+    ``cfg.time_masks`` time bands; all of width 0 when ``rng`` is None (evaluation).
+    Drawn with the sample, applied to the batch by ``apply_spec_masks``."""
+    out = np.zeros((cfg.freq_masks + cfg.time_masks, 2), np.int64)
+    if rng is None:
+        return out
+    for i in range(len(out)):
+        size, limit = (n_mels, cfg.freq_mask_width) if i < cfg.freq_masks else (frames, cfg.time_mask_width)
+        width = int(rng.integers(0, limit + 1))
+        out[i] = int(rng.integers(0, max(size - width, 0) + 1)), width
+    return out
+
+
+def apply_spec_masks(spec: torch.Tensor, masks: torch.Tensor, freq_masks: int) -> torch.Tensor:
+    """Zero (= the mean after standardisation) the bands ``masks`` [N, M, 2] name in
+    ``spec`` [N, 1, n_mels, frames], in place; the first ``freq_masks`` are frequency bands."""
     n_mels, frames = spec.shape[-2:]
-    for _ in range(cfg.freq_masks):
-        width = int(rng.integers(0, cfg.freq_mask_width + 1))
-        start = int(rng.integers(0, max(n_mels - width, 0) + 1))
-        spec[..., start:start + width, :] = 0
-    for _ in range(cfg.time_masks):
-        width = int(rng.integers(0, cfg.time_mask_width + 1))
-        start = int(rng.integers(0, max(frames - width, 0) + 1))
-        spec[..., start:start + width] = 0
-    return spec
+
+    def band(rows: torch.Tensor, size: int) -> torch.Tensor:  # [N, size]: inside any band
+        at = torch.arange(size)[None, None, :]
+        start, width = rows[..., 0:1], rows[..., 1:2]
+        return ((at >= start) & (at < start + width)).any(dim=1)
+
+    hit = band(masks[:, :freq_masks], n_mels)[:, :, None] | band(masks[:, freq_masks:], frames)[:, None, :]
+    return spec.masked_fill_(hit[:, None], 0.0)

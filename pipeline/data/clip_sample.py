@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from pipeline.data import tokenizer
-from pipeline.data.audio_transforms import AudioConfig, LogMel, jitter_wave, spec_augment
+from pipeline.data.audio_transforms import (AudioConfig, LogMel, apply_spec_masks, draw_spec_masks,
+                                            jitter_wave)
 from pipeline.data.video_decode import get_decoder
 from pipeline.data.video_transforms import VideoAugConfig, augment_clip
 from pipeline.data.wav_window import read_window
@@ -74,6 +75,12 @@ class SampleDecoder:
         self.decode_frames = get_decoder(clip.backend)
         self.logmel = LogMel(audio)
         self.views = view_layout(clip)
+        # audio is computed for the views that are not reversed copies ("sources"); a
+        # reversed view is its source's spectrogram played backwards
+        self.audio_src = torch.tensor(list(np.cumsum([not r for _, _, r in self.views]) - 1))
+        self.audio_rev = torch.tensor([r for _, _, r in self.views])
+        n = int(round(audio.seconds * audio.rate))
+        self.spec_shape = tuple(self.logmel(torch.zeros(n)).shape[-2:])
 
     @property
     def video_shape(self) -> tuple[int, ...]:
@@ -83,7 +90,9 @@ class SampleDecoder:
     def __call__(self, raw: dict, rng: np.random.Generator | None,
                  video_out: torch.Tensor | None = None) -> dict:
         """``video_out`` ([V, C, T, S, S], e.g. a row of a batch buffer) receives the
-        views in place: no per-sample stack and no collate copy of the largest tensor."""
+        views in place: no per-sample stack and no collate copy of the largest tensor.
+        Audio leaves as waveforms and drawn SpecAugment bands ("wave", "spec_masks");
+        ``spectrograms`` turns a batch of them into the views' log-mels at once."""
         meta = json.loads(raw["json"])
         fps, n_frames = float(meta["fps"]), int(meta["n_frames"])
         span = (self.clip.frames - 1) * self.clip.stride + 1
@@ -94,12 +103,11 @@ class SampleDecoder:
         decoded = self.decode_frames(raw["mp4"], wanted)
         by_index = {f: i for i, f in enumerate(wanted)}
         video = torch.empty(self.video_shape) if video_out is None else video_out
-        audios, boxes = [], []
+        waves, masks, boxes = [], [], []
         has_audio = "wav" in raw and bool(meta.get("has_audio", True))
         for v, (pos, _copy, rev) in enumerate(self.views):
             if rev:  # the reversed view is the previous view flipped: same crop, same jitter
                 video[v] = video[v - 1].flip(1)
-                audios.append(audios[-1].flip(-1))
                 boxes.append(boxes[-1].flip(0))
                 continue
             idx = [starts[pos] + k * self.clip.stride for k in range(self.clip.frames)]
@@ -117,13 +125,23 @@ class SampleDecoder:
                 wave = np.zeros(int(round(self.audio.seconds * self.audio.rate)), np.float32)
             if rng is not None:
                 wave = jitter_wave(wave, self.audio, rng)
-            spec = self.logmel(torch.from_numpy(wave.astype(np.float32)))
-            if rng is not None:
-                spec = spec_augment(spec, self.audio, rng)
-            audios.append(spec)
+            waves.append(wave.astype(np.float32, copy=False))
+            masks.append(draw_spec_masks(self.audio, *self.spec_shape, rng))
         text = raw.get("txt", b"").decode("utf-8") if raw.get("txt") else ""
         ids, n = tokenizer.encode(text, self.clip.text_len)
         label = int(raw["cls"]) if raw.get("cls") else -1
-        return {"key": raw["__key__"], "video": video, "audio": torch.stack(audios),
+        return {"key": raw["__key__"], "video": video, "wave": torch.from_numpy(np.stack(waves)),
+                "spec_masks": torch.from_numpy(np.stack(masks)),
                 "boxes": torch.stack(boxes), "text": ids, "text_len": n, "label": label,
                 "has_audio": has_audio, "start": [s / fps for s in starts]}
+
+    def spectrograms(self, waves: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Waveforms [B, P, n] and bands [B, P, M, 2] of the samples' source views ->
+        log-mels [B, V, 1, n_mels, frames] of all views, reversed ones included."""
+        b, p = waves.shape[:2]
+        spec = self.logmel(waves.reshape(b * p, -1))
+        spec = apply_spec_masks(spec, masks.reshape(b * p, -1, 2), self.audio.freq_masks)
+        spec = spec.reshape(b, p, *spec.shape[1:])[:, self.audio_src]
+        if self.audio_rev.any():
+            spec[:, self.audio_rev] = spec[:, self.audio_rev].flip(-1)
+        return spec

@@ -43,11 +43,14 @@ class StreamPlan:
     world_size: int = 1
 
 
-def collate(items: list[dict], video: torch.Tensor) -> dict:
-    """Batch the samples; their video views are already rows of ``video``."""
-    out = {"video": video[:len(items)]}
+def collate(items: list[dict], video: torch.Tensor, decoder: SampleDecoder) -> dict:
+    """Batch the samples; their video views are already rows of ``video``, their audio
+    views become spectrograms here, a batch at a time."""
+    out = {"video": video[:len(items)],
+           "audio": decoder.spectrograms(torch.stack([it["wave"] for it in items]),
+                                         torch.stack([it["spec_masks"] for it in items]))}
     for k in items[0]:
-        if k == "video":
+        if k in ("video", "wave", "spec_masks"):
             continue
         vals = [it[k] for it in items]
         if isinstance(vals[0], torch.Tensor):
@@ -89,8 +92,10 @@ class ClipStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         rank, world = self.plan.rank, self.plan.world_size
-        if n_workers > 1:
-            torch.set_num_threads(1)  # workers are the parallelism; avoid oversubscription
+        if info is not None:
+            # workers are the parallelism: a lone worker with torch's default threads
+            # would compete with the training process for every core
+            torch.set_num_threads(1)
         p = self.plan
         samples = wds.tarfile_to_samples(handler=self._on_error)(self._urls(rank, world, worker, n_workers))
         if p.shuffle_buffer > 1:
@@ -117,7 +122,7 @@ class ClipStream(torch.utils.data.IterableDataset):
                     raise InputError(f"loader: none of the first {pos - skip} samples could be used, "
                                      f"e.g. {raw.get('__key__')} in {raw.get('__url__')}: {exn}") from exn
             if len(batch) == p.batch_size:
-                out = collate(batch, video)
+                out = collate(batch, video, self.decoder)
                 out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
                 errors_seen = self.errors
                 batch = []
@@ -127,7 +132,7 @@ class ClipStream(torch.utils.data.IterableDataset):
                     return
                 slot, video = self._buffer(worker, info is not None)
         if batch and not p.resampled:  # evaluation keeps the last partial batch
-            out = collate(batch, video)
+            out = collate(batch, video, self.decoder)
             out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
             yield out
 

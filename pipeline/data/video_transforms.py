@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from pipeline.data.colour_jitter import apply_colour, jitter_affine
-from pipeline.data.fused_video import mean_rgb
+from pipeline.data.fused_video import crop_resize
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -68,19 +67,20 @@ def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int
 
 def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
                  rng: np.random.Generator | None,
-                 out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 out: torch.Tensor | None = None,
+                 native: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [T, H, W, 3] -> normalised float [C, T, S, S] (written into ``out`` when
-    given); ``rng=None`` means evaluation (centre crop, no flip, no jitter)."""
-    x = frames.permute(0, 3, 1, 2)  # T C H W
-    h, w = x.shape[-2:]
+    given); ``rng=None`` means evaluation (centre crop, no flip, no jitter); ``native=False``
+    runs torch ops instead of the C passes."""
+    h, w = frames.shape[1:3]
     train = rng is not None
     top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
-    x = TF.resized_crop(x, top, left, ch, cw, [cfg.size, cfg.size], antialias=True)
+    x, mean = crop_resize(frames, top, left, ch, cw, cfg.size, native=native)
     flip = bool(train and rng.random() < cfg.flip)
     if train and cfg.jitter > 0 and rng.random() < cfg.jitter_prob:
         # the clip's mean colour is the grey level contrast blends towards
-        m, b = jitter_affine(mean_rgb(x), cfg.jitter, rng)
+        m, b = jitter_affine(mean, cfg.jitter, rng)
     else:
         m, b = np.eye(3), np.zeros(3)
-    out = apply_colour(x, m, b, cfg.mean, cfg.std, flip=flip, out=out)
+    out = apply_colour(x, m, b, cfg.mean, cfg.std, flip=flip, out=out, native=native)
     return out, crop_boxes(boxes, h, w, top, left, ch, cw, flip)
