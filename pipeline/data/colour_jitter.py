@@ -56,14 +56,20 @@ def jitter_affine(mean_rgb: np.ndarray, strength: float,
     return compose_affine([factors[k] for k in rng.permutation(4)], mean_rgb)
 
 
-def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std, flip: bool = False,
-                 out: torch.Tensor | None = None, native: bool = True) -> torch.Tensor:
-    """uint8 [T, 3, H, W] -> normalised float [3, T, H, W]: scale, jitter, clamp, normalise
-    (and mirror when ``flip``), written into ``out`` when given (a row of the batch).
-
-    Normalisation is affine too, so it is folded into (M, b) and the [0, 1] clamp becomes a
-    per-channel clamp of the normalised value: one pass over the clip (``affine_planes``)."""
+def normalised_affine(m: np.ndarray, b: np.ndarray, mean, std) -> tuple[np.ndarray, ...]:
+    """(M', b', lo, hi) taking 0..255 pixels straight to normalised jittered values:
+    normalisation is affine too, so it folds into (M, b), and the [0, 1] clamp becomes a
+    per-channel clamp of the normalised value."""
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     mm = np.asarray(m, np.float64) / (255.0 * std[:, None])
     bb = (np.asarray(b, np.float64) - mean) / std
-    return affine_planes(x, flip, mm, bb, -mean / std, (1.0 - mean) / std, out=out, native=native)
+    return mm, bb, -mean / std, (1.0 - mean) / std
+
+
+def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std, flip: bool = False,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """[T, 3, H, W] (0..255) -> normalised float [3, T, H, W] with torch ops: scale, jitter,
+    clamp, normalise (and mirror when ``flip``) in one affine pass, written into ``out``
+    when given. The loader's C path does the same inside the resampling."""
+    mm, bb, lo, hi = normalised_affine(m, b, mean, std)
+    return affine_planes(x, flip, mm, bb, lo, hi, out=out)

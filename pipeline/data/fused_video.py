@@ -1,13 +1,14 @@
-"""The loader's per-pixel video work in C: crop + resize, then colour, in two passes.
+"""The loader's per-pixel video work in C: crop, resize, mirror and colour in two passes.
 
 Why: torchvision's uint8 resize is fast, but around it torch walked the clip five more
 times (flip, planar copy, float copy, a 3x3 colour product, clamps); at 128p the whole
-augmentation cost a fifth of decoding the clip. Here one pass resamples the crop of the
-decoded interleaved RGB frames into float pixels (the weights torchvision/PIL use for
-antialiased bilinear resizing) and sums them for the clip's mean colour; a second pass
-writes flipped, jittered, normalised and clamped float planes straight into the batch.
+augmentation cost a fifth of decoding the clip. Here the first pass resamples the crop of
+the decoded interleaved RGB frames straight into the batch's float planes, mirrored if
+asked (the weights torchvision/PIL use for antialiased bilinear resizing; rows first, as
+one contiguous vectorised sweep, then columns), and sums them for the mean colour that
+colour jitter needs; the second applies jitter, normalisation and clamping in place.
 Without a C compiler the same maths runs as torch ops (``native=False``): torchvision's
-resize rounds to uint8 in between, so the two agree to within one grey level.
+resize rounds to uint8 in between, so the two agree to within a grey level.
 """
 from __future__ import annotations
 
@@ -22,50 +23,57 @@ from pipeline.native import load_library
 
 _SRC = r"""
 #include <stdint.h>
-#include <string.h>
 
-/* Resample the crop (top, left, ch rows) of t interleaved RGB uint8 frames (frame stride
-   fs, row stride rs, bytes) to float [t, oh, ow, 3]. Output column x reads xn[x] source
-   columns from xs[x] (relative to left) with weights wx[x * kx + k]; output row y reads
-   yn[y] crop rows from ys[y] with weights wy[y * ky + k]. tmp: float [ch, ow, 3]. The
-   per-channel sums of the output go to sums[3]. */
-void crop_resize(const uint8_t *restrict src, int64_t t, int64_t fs, int64_t rs, int64_t top,
-                 int64_t left, int64_t ch, int64_t oh, int64_t ow,
-                 const int32_t *xs, const int32_t *xn, const float *wx, int64_t kx,
-                 const int32_t *ys, const int32_t *yn, const float *wy, int64_t ky,
-                 float *restrict tmp, float *restrict out, double *sums) {
-    const int64_t row_len = ow * 3;
-    double s0 = 0, s1 = 0, s2 = 0;
-    for (int64_t f = 0; f < t; f++) {
-        for (int64_t r = 0; r < ch; r++) {
-            const uint8_t *restrict row = src + f * fs + (top + r) * rs + left * 3;
-            float *restrict o = tmp + r * row_len;
-            for (int64_t x = 0; x < ow; x++) {
-                const uint8_t *restrict p = row + (int64_t)xs[x] * 3;
-                const float *restrict w = wx + x * kx;
-                float a0 = 0, a1 = 0, a2 = 0;
-                for (int32_t k = 0; k < xn[x]; k++, p += 3) {
-                    a0 += w[k] * p[0]; a1 += w[k] * p[1]; a2 += w[k] * p[2];
-                }
-                o[3 * x] = a0; o[3 * x + 1] = a1; o[3 * x + 2] = a2;
-            }
-        }
-        for (int64_t y = 0; y < oh; y++) {
-            float *restrict o = out + (f * oh + y) * row_len;
-            memset(o, 0, row_len * sizeof(float));
-            for (int32_t k = 0; k < yn[y]; k++) {
-                const float w = wy[y * ky + k];
-                const float *restrict in = tmp + (ys[y] + k) * row_len;
-                for (int64_t i = 0; i < row_len; i++) o[i] += w * in[i];
-            }
-            float r0 = 0, r1 = 0, r2 = 0;
-            for (int64_t x = 0; x < ow; x++) {
-                r0 += o[3 * x]; r1 += o[3 * x + 1]; r2 += o[3 * x + 2];
-            }
-            s0 += r0; s1 += r1; s2 += r2;
+/* Horizontal taps of one float interleaved RGB row -> planar rows o[0..2][ow]: for each
+   tap k, o[x] += wt[k * ow + x] * row[xs3[x] + 3 k] (xs3 = 3 x first column), a gather
+   loop the compiler vectorises. */
+static void row_taps(const float *restrict row, int64_t ow, const int32_t *restrict xs3,
+                     const float *restrict wt, int64_t K, float *restrict o0,
+                     float *restrict o1, float *restrict o2) {
+    for (int64_t x = 0; x < ow; x++) { o0[x] = 0; o1[x] = 0; o2[x] = 0; }
+    for (int64_t k = 0; k < K; k++) {
+        const float *restrict w = wt + k * ow;
+        const float *restrict r = row + 3 * k;
+        for (int64_t x = 0; x < ow; x++) {
+            const int32_t i = xs3[x];
+            o0[x] += w[x] * r[i]; o1[x] += w[x] * r[i + 1]; o2[x] += w[x] * r[i + 2];
         }
     }
-    sums[0] = s0; sums[1] = s1; sums[2] = s2;
+}
+
+/* Resample the crop (top, left; cw columns) of t interleaved RGB uint8 frames (frame
+   stride fs, row stride rs, bytes) to planar floats dst [3, t, oh, ow] (0..255).
+   Output row y mixes ky crop rows from ys[y] with weights wy[y * ky + k] (one contiguous,
+   vectorised pass into the work row ``row`` [cw * 3]); output column x then mixes kx of
+   its pixels from xs[x] with weights wx[x * kx + k]. sums[3]: per-channel sums of dst. */
+void crop_resize(const uint8_t *restrict src, int64_t t, int64_t fs, int64_t rs, int64_t top,
+                 int64_t left, int64_t cw, int64_t oh, int64_t ow, const int32_t *xs,
+                 const float *wx, int64_t kx, const int32_t *ys, const float *wy, int64_t ky,
+                 float *restrict row, float *restrict dst, double *sums) {
+    const int64_t len = cw * 3, plane = t * oh * ow;
+    double s[3] = {0, 0, 0};
+    for (int64_t f = 0; f < t; f++) {
+        const uint8_t *frame = src + f * fs + top * rs + left * 3;
+        for (int64_t y = 0; y < oh; y++) {
+            const float *w = wy + y * ky;
+            const uint8_t *restrict in = frame + (int64_t)ys[y] * rs;
+            for (int64_t i = 0; i < len; i++) row[i] = w[0] * in[i];
+            for (int64_t k = 1; k < ky; k++) {
+                const uint8_t *restrict r = in + k * rs;
+                const float wk = w[k];
+                for (int64_t i = 0; i < len; i++) row[i] += wk * r[i];
+            }
+            float *o0 = dst + (f * oh + y) * ow, *o1 = o0 + plane, *o2 = o1 + plane;
+            row_taps(row, ow, xs, wx, kx, o0, o1, o2);
+            for (int c = 0; c < 3; c++) {
+                const float *restrict o = o0 + c * plane;
+                float acc = 0;
+                for (int64_t x = 0; x < ow; x++) acc += o[x];
+                s[c] += acc;
+            }
+        }
+    }
+    sums[0] = s[0]; sums[1] = s[1]; sums[2] = s[2];
 }
 
 static inline float clampf(float v, float lo, float hi) {
@@ -73,26 +81,18 @@ static inline float clampf(float v, float lo, float hi) {
     return v > hi ? hi : v;
 }
 
-/* x: float [rows, width, 3] (interleaved RGB, 0..255); dst: float [3, rows * width] planes
-   of clamp(M rgb + b, lo, hi), each row mirrored when flip is set. */
-void planes_affine(const float *restrict x, int64_t rows, int64_t width, int flip,
-                   float *restrict dst, const float *m, const float *b, const float *lo,
-                   const float *hi) {
-    const int64_t n = rows * width;
+/* In place over planes x [3, n]: each pixel becomes clamp(M rgb + b, lo, hi) per channel. */
+void planes_affine(float *restrict x, int64_t n, const float *m, const float *b,
+                   const float *lo, const float *hi) {
     const float m0 = m[0], m1 = m[1], m2 = m[2], m3 = m[3], m4 = m[4], m5 = m[5], m6 = m[6],
                 m7 = m[7], m8 = m[8], b0 = b[0], b1 = b[1], b2 = b[2], l0 = lo[0], l1 = lo[1],
                 l2 = lo[2], h0 = hi[0], h1 = hi[1], h2 = hi[2];
-    for (int64_t y = 0; y < rows; y++) {
-        const float *restrict p = x + y * width * 3;
-        float *restrict o0 = dst + y * width, *restrict o1 = o0 + n, *restrict o2 = o1 + n;
-        if (flip) p += (width - 1) * 3;
-        const int64_t step = flip ? -3 : 3;
-        for (int64_t i = 0; i < width; i++, p += step) {
-            const float v0 = p[0], v1 = p[1], v2 = p[2];
-            o0[i] = clampf(m0 * v0 + m1 * v1 + m2 * v2 + b0, l0, h0);
-            o1[i] = clampf(m3 * v0 + m4 * v1 + m5 * v2 + b1, l1, h1);
-            o2[i] = clampf(m6 * v0 + m7 * v1 + m8 * v2 + b2, l2, h2);
-        }
+    float *restrict x0 = x, *restrict x1 = x + n, *restrict x2 = x + 2 * n;
+    for (int64_t i = 0; i < n; i++) {
+        const float v0 = x0[i], v1 = x1[i], v2 = x2[i];
+        x0[i] = clampf(m0 * v0 + m1 * v1 + m2 * v2 + b0, l0, h0);
+        x1[i] = clampf(m3 * v0 + m4 * v1 + m5 * v2 + b1, l1, h1);
+        x2[i] = clampf(m6 * v0 + m7 * v1 + m8 * v2 + b2, l2, h2);
     }
 }
 """
@@ -103,17 +103,19 @@ _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 
 def _lib() -> ctypes.CDLL | None:
     return load_library("fused_video", _SRC, _CFLAGS, signatures={
-        "crop_resize": [_P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64,
-                        _P, _P, _P, _I64, _P, _P, _P, _I64, _P, _P, _P],
-        "planes_affine": [_P, _I64, _I64, ctypes.c_int, _P, _P, _P, _P, _P]})
+        "crop_resize": [_P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64,
+                        _P, _P, _I64, _P, _P, _P],
+        "planes_affine": [_P, _I64, _P, _P, _P, _P]})
 
 
 @lru_cache(maxsize=4096)
-def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first source index, tap count, weights [n_out, k]) of antialiased bilinear
-    resampling from ``n_in`` to ``n_out`` samples: a triangle filter widened by the
-    downscale factor (PIL's and torchvision's ``antialias=True``), plain bilinear with
-    half-pixel centres when upscaling. Cached: crops come in a bounded set of sizes."""
+def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first source index [n_out], weights [n_out, k]) of antialiased bilinear resampling
+    from ``n_in`` to ``n_out`` samples: a triangle filter widened by the downscale factor
+    (PIL's and torchvision's ``antialias=True``), plain bilinear with half-pixel centres
+    when upscaling. Every output reads k samples (unused ones weigh 0, and a window that
+    would run past the end starts earlier), so the C loops have a fixed tap count.
+    Cached: crops come in a bounded set of sizes."""
     scale = n_in / n_out
     support = max(scale, 1.0)  # bilinear support 1, widened when shrinking
     centre = (np.arange(n_out) + 0.5) * scale
@@ -124,53 +126,83 @@ def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     w = np.maximum(1.0 - np.abs((j - centre[:, None] + 0.5) / support), 0.0)
     w[j >= last[:, None]] = 0.0
     w /= w.sum(axis=1, keepdims=True)
-    return first.astype(np.int32), (last - first).astype(np.int32), w.astype(np.float32)
+    shift = np.maximum(first + k - n_in, 0)  # move such windows left, their weights right
+    cols = np.arange(k)[None, :] - shift[:, None]
+    w = np.where(cols >= 0, np.take_along_axis(w, np.maximum(cols, 0), axis=1), 0.0)
+    return (first - shift).astype(np.int32), w.astype(np.float32)
 
 
-def _interleaved(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """[T, 3, H, W] whose memory is [T, H, W, 3] (the decoders' layout) as that
-    contiguous buffer, or None."""
-    if x.device.type != "cpu" or x.dtype != dtype:
-        return None
-    hwc = x.permute(0, 2, 3, 1)
-    return hwc if hwc.is_contiguous() else None
+@lru_cache(maxsize=4096)
+def _column_taps(n_in: int, n_out: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``resize_taps`` laid out for the C column loop: 3 x first column (interleaved RGB)
+    and weights [k, n_out]; a mirrored clip computes its output columns in reverse order."""
+    first, w = resize_taps(n_in, n_out)
+    if flip:
+        first, w = first[::-1], w[::-1]
+    return np.ascontiguousarray(3 * first), np.ascontiguousarray(w.T)
+
+
+class NativeCrop:
+    """A clip's crop resampled into its output planes (pass 1, which also gives the mean
+    colour colour jitter needs); ``planes`` applies the colour transform in place (pass 2)."""
+
+    def __init__(self, lib: ctypes.CDLL, frames: torch.Tensor, top: int, left: int, ch: int,
+                 cw: int, size: int, flip: bool, out: torch.Tensor | None):
+        t = frames.shape[0]
+        self.lib, self.out = lib, torch.empty(3, t, size, size) if out is None else out
+        if not self.out.is_contiguous() or self.out.dtype != torch.float32:
+            raise ValueError("crop_resize: out must be a contiguous float32 tensor")
+        xs, wx = _column_taps(cw, size, flip)
+        ys, wy = resize_taps(ch, size)
+        row = np.empty(cw * 3, np.float32)
+        sums = np.zeros(3, np.float64)
+        lib.crop_resize(frames.data_ptr(), t, frames.stride(0), frames.stride(1), top, left, cw,
+                        size, size, xs.ctypes.data, wx.ctypes.data, wx.shape[0], ys.ctypes.data,
+                        wy.ctypes.data, wy.shape[1], row.ctypes.data, self.out.data_ptr(),
+                        sums.ctypes.data)
+        self.mean = sums / (t * size * size) / 255.0
+
+    def planes(self, m: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+        """The output [3, T, S, S], each pixel now clamp(m @ rgb + b, lo, hi) (rgb in 0..255)."""
+        args = [np.ascontiguousarray(a, np.float32) for a in (m, b, lo, hi)]
+        self.lib.planes_affine(self.out.data_ptr(), self.out[0].numel(), *(a.ctypes.data for a in args))
+        return self.out
+
+
+class TorchCrop:
+    """The same with torch ops: torchvision's uint8 resize, then ``affine_planes``."""
+
+    def __init__(self, frames: torch.Tensor, top: int, left: int, ch: int, cw: int, size: int,
+                 flip: bool, out: torch.Tensor | None):
+        self.x = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, ch, cw, [size, size],
+                                 antialias=True)
+        self.flip, self.out = flip, out
+        self.mean = self.x.double().mean(dim=(0, 2, 3)).numpy() / 255.0
+
+    def planes(self, m: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+        return affine_planes(self.x, self.flip, m, b, lo, hi, out=self.out)
 
 
 def crop_resize(frames: torch.Tensor, top: int, left: int, ch: int, cw: int, size: int,
-                native: bool = True) -> tuple[torch.Tensor, np.ndarray]:
-    """uint8 frames [T, H, W, 3] -> (the crop resized to ``size`` x ``size`` as [T, 3, S, S]
-    with 0..255 values, its mean colour in [0, 1]). Native: float, laid out [T, S, S, 3];
-    fallback: torchvision's uint8 resize."""
+                flip: bool = False, out: torch.Tensor | None = None,
+                native: bool = True) -> NativeCrop | TorchCrop:
+    """The crop of uint8 frames [T, H, W, 3] on its way to float planes [3, T, S, S] (into
+    ``out`` when given; mirrored when ``flip``): its ``mean`` colour in [0, 1], then
+    ``planes(m, b, lo, hi)`` for the colour transform. Native (C) when a compiler is there
+    and the frames are interleaved RGB rows, torch ops otherwise."""
     lib = _lib() if native else None
-    if lib is None or frames.dtype != torch.uint8 or frames.stride(-1) != 1 or frames.stride(-2) != 3:
-        x = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, ch, cw, [size, size], antialias=True)
-        return x, x.double().mean(dim=(0, 2, 3)).numpy() / 255.0
-    t = frames.shape[0]
-    xs, xn, wx = resize_taps(cw, size)
-    ys, yn, wy = resize_taps(ch, size)
-    out = torch.empty(t, size, size, 3)
-    tmp = np.empty((ch, size, 3), np.float32)
-    sums = np.zeros(3, np.float64)
-    lib.crop_resize(frames.data_ptr(), t, frames.stride(0), frames.stride(1), top, left, ch,
-                    size, size, xs.ctypes.data, xn.ctypes.data, wx.ctypes.data, wx.shape[1],
-                    ys.ctypes.data, yn.ctypes.data, wy.ctypes.data, wy.shape[1],
-                    tmp.ctypes.data, out.data_ptr(), sums.ctypes.data)
-    return out.permute(0, 3, 1, 2), sums / (t * size * size) / 255.0
+    if lib is None or frames.dtype != torch.uint8 or frames.stride(-1) != 1 \
+            or frames.stride(-2) != 3:
+        return TorchCrop(frames, top, left, ch, cw, size, flip, out)
+    return NativeCrop(lib, frames, top, left, ch, cw, size, flip, out)
 
 
 def affine_planes(x: torch.Tensor, flip: bool, m: np.ndarray, b: np.ndarray, lo: np.ndarray,
-                  hi: np.ndarray, out: torch.Tensor | None = None,
-                  native: bool = True) -> torch.Tensor:
-    """[T, 3, H, W] (uint8 or float, 0..255) -> float [3, T, H, W]: per pixel
-    clamp(m @ rgb + b, lo, hi) per channel, mirrored left-right when ``flip``."""
+                  hi: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+    """[T, 3, H, W] (uint8 or float, 0..255) -> float [3, T, H, W] with torch ops: per
+    pixel clamp(m @ rgb + b, lo, hi) per channel, mirrored left-right when ``flip``."""
     t, _, h, w = x.shape
     out = torch.empty(3, t, h, w) if out is None else out
-    lib, hwc = (_lib(), _interleaved(x, torch.float32)) if native else (None, None)
-    if lib is not None and hwc is not None and out.is_contiguous() and out.dtype == torch.float32:
-        args = [np.ascontiguousarray(a, np.float32) for a in (m, b, lo, hi)]
-        lib.planes_affine(hwc.data_ptr(), t * h, w, int(flip), out.data_ptr(),
-                          *(a.ctypes.data for a in args))
-        return out
     planes = x.permute(1, 0, 2, 3).float()
     planes = planes.flip(-1) if flip else planes
     mixed = torch.addmm(torch.from_numpy(np.asarray(b, np.float32))[:, None],
@@ -179,4 +211,3 @@ def affine_planes(x: torch.Tensor, flip: bool, m: np.ndarray, b: np.ndarray, lo:
     hi_t = torch.from_numpy(np.asarray(hi, np.float32))[:, None]
     torch.minimum(torch.maximum(mixed, lo_t), hi_t, out=out.view(3, -1))
     return out
-

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline.data.colour_jitter import apply_colour, jitter_affine
+from pipeline.data.colour_jitter import jitter_affine, normalised_affine
 from pipeline.data.fused_video import crop_resize
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -75,12 +75,12 @@ def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
     h, w = frames.shape[1:3]
     train = rng is not None
     top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
-    x, mean = crop_resize(frames, top, left, ch, cw, cfg.size, native=native)
     flip = bool(train and rng.random() < cfg.flip)
+    crop = crop_resize(frames, top, left, ch, cw, cfg.size, flip=flip, out=out, native=native)
     if train and cfg.jitter > 0 and rng.random() < cfg.jitter_prob:
         # the clip's mean colour is the grey level contrast blends towards
-        m, b = jitter_affine(mean, cfg.jitter, rng)
+        m, b = jitter_affine(crop.mean, cfg.jitter, rng)
     else:
         m, b = np.eye(3), np.zeros(3)
-    out = apply_colour(x, m, b, cfg.mean, cfg.std, flip=flip, out=out, native=native)
+    out = crop.planes(*normalised_affine(m, b, cfg.mean, cfg.std))
     return out, crop_boxes(boxes, h, w, top, left, ch, cw, flip)
