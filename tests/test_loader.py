@@ -75,6 +75,23 @@ def test_wav_window_matches_full_read():
     assert np.all(edge[int(0.2 * rate) + 1:] == 0)
     with pytest.raises(ValueError, match="8000 Hz"):
         read_window(data, 0, 1, 8000)
+    with pytest.raises(ValueError, match="RIFF"):
+        read_window(b"not a wav at all", 0, 1)
+
+
+def test_wav_window_reads_stereo_and_skips_other_chunks():
+    """Channels are averaged, and chunks before the samples (LIST, odd-sized) are stepped over."""
+    import struct
+    rate, left = 8000, np.arange(4000, dtype="<i2")
+    right = (-left) // 2
+    pcm = np.stack([left, right], axis=1).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 2, rate, rate * 4, 4, 16)
+    extra = b"LIST" + struct.pack("<I", 3) + b"abc\0"  # odd size: one pad byte
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra + b"data" + struct.pack("<I", len(pcm)) + pcm
+    data = b"RIFF" + struct.pack("<I", len(body)) + body
+    win = read_window(data, 0.25, 0.125, rate)
+    expect = (left[2000:3000].astype(np.float32) + right[2000:3000]) / 2 / 32768.0
+    assert np.allclose(win, expect, atol=1e-7)
 
 
 def test_batch_contents_and_views(synth_shards, synth_corpus):

@@ -81,6 +81,7 @@ class SampleDecoder:
         self.audio_rev = torch.tensor([r for _, _, r in self.views])
         n = int(round(audio.seconds * audio.rate))
         self.spec_shape = tuple(self.logmel(torch.zeros(n)).shape[-2:])
+        self.no_boxes = torch.full((clip.frames, 4), float("nan"))  # most corpora have none
 
     @property
     def video_shape(self) -> tuple[int, ...]:
@@ -114,9 +115,9 @@ class SampleDecoder:
             rows = [by_index[i] for i in idx]
             # one position (the common case): the decoded frames are the clip, no copy
             frames = torch.from_numpy(decoded if rows == list(range(len(decoded))) else decoded[rows])
-            _, b = augment_clip(frames, frame_boxes(meta.get("boxes"), idx, fps), self.video, rng,
-                                out=video[v])
-            boxes.append(b)
+            clip_boxes = frame_boxes(meta["boxes"], idx, fps) if meta.get("boxes") else None
+            _, b = augment_clip(frames, clip_boxes, self.video, rng, out=video[v])
+            boxes.append(self.no_boxes if b is None else b)
             centre = (starts[pos] + span / 2) / fps
             if has_audio:
                 wave = read_window(raw["wav"], centre - self.audio.seconds / 2, self.audio.seconds,

@@ -19,19 +19,28 @@ from pipeline.data.fused_video import affine_planes
 LUMA = np.array([0.299, 0.587, 0.114])
 RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 YIQ2RGB = np.linalg.inv(RGB2YIQ)
+# a hue turn by angle a is KEEP_Y + cos(a) TURN_COS + sin(a) TURN_SIN (a rotation of the
+# I/Q plane, written in RGB); saturation f is f I + (1 - f) GREY
+KEEP_Y = YIQ2RGB @ np.diag([1.0, 0.0, 0.0]) @ RGB2YIQ
+TURN_COS = YIQ2RGB @ np.diag([0.0, 1.0, 1.0]) @ RGB2YIQ
+TURN_SIN = YIQ2RGB @ np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) @ RGB2YIQ
+GREY = np.outer(np.ones(3), LUMA)
+EYE = np.eye(3)
+for _const in (LUMA, RGB2YIQ, YIQ2RGB, KEEP_Y, TURN_COS, TURN_SIN, GREY, EYE):
+    _const.flags.writeable = False  # shared constants: an in-place edit would be a bug
+del _const
 
 
 def hue_matrix(shift: float) -> np.ndarray:
     a = 2 * math.pi * shift
-    rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    return YIQ2RGB @ rot @ RGB2YIQ
+    return KEEP_Y + math.cos(a) * TURN_COS + math.sin(a) * TURN_SIN
 
 
 def compose_affine(ops: list[tuple[str, float]], mean_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(M, b) of applying ``ops`` [(name, factor), ...] in order: jittered = M @ rgb + b
     for rgb in [0, 1]. Contrast blends towards the grey of the current mean colour, so
     ``mean_rgb`` is the clip's mean colour."""
-    m, b = np.eye(3), np.zeros(3)
+    m, b = EYE, np.zeros(3)
     for op, f in ops:
         mu = m @ mean_rgb + b
         if op == "brightness":
@@ -39,8 +48,7 @@ def compose_affine(ops: list[tuple[str, float]], mean_rgb: np.ndarray) -> tuple[
         elif op == "contrast":
             m, b = f * m, f * b + (1 - f) * float(LUMA @ mu)
         elif op in ("saturation", "hue"):
-            step = (f * np.eye(3) + (1 - f) * np.outer(np.ones(3), LUMA)) if op == "saturation" \
-                else hue_matrix(f)
+            step = f * EYE + (1 - f) * GREY if op == "saturation" else hue_matrix(f)
             m, b = step @ m, step @ b
         else:
             raise ValueError(f"unknown colour op {op!r}")

@@ -1,6 +1,7 @@
 """Byte-level tokenizer: needs no download and no vocabulary file, works for any language."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 PAD, BOS, EOS = 0, 257, 258
@@ -9,10 +10,10 @@ VOCAB_SIZE = 259  # 0 = pad, 1..256 = UTF-8 bytes + 1, 257 = bos, 258 = eos
 
 def encode(text: str, max_len: int) -> tuple[torch.Tensor, int]:
     """Token ids padded to ``max_len`` (bos + bytes + eos, truncated) and the true length."""
-    ids = [BOS] + [b + 1 for b in text.encode("utf-8")][: max_len - 2] + [EOS]
-    out = torch.zeros(max_len, dtype=torch.long)
-    out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out, len(ids)
+    body = np.frombuffer(text.encode("utf-8")[: max_len - 2], np.uint8)
+    out = np.zeros(max_len, np.int64)
+    out[0], out[1:1 + len(body)], out[1 + len(body)] = BOS, body.astype(np.int64) + 1, EOS
+    return torch.from_numpy(out), len(body) + 2
 
 
 def decode(ids: torch.Tensor) -> str:

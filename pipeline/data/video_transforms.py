@@ -65,13 +65,14 @@ def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int
     return torch.from_numpy(out.astype(np.float32))
 
 
-def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
+def augment_clip(frames: torch.Tensor, boxes: torch.Tensor | None, cfg: VideoAugConfig,
                  rng: np.random.Generator | None,
                  out: torch.Tensor | None = None,
                  native: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [T, H, W, 3] -> normalised float [C, T, S, S] (written into ``out`` when
-    given); ``rng=None`` means evaluation (centre crop, no flip, no jitter); ``native=False``
-    runs torch ops instead of the C passes."""
+    given), and ``boxes`` [T, 4] mapped into the crop (None stays None); ``rng=None`` means
+    evaluation (centre crop, no flip, no jitter); ``native=False`` runs torch ops instead
+    of the C passes."""
     h, w = frames.shape[1:3]
     train = rng is not None
     top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
@@ -83,4 +84,4 @@ def augment_clip(frames: torch.Tensor, boxes: torch.Tensor, cfg: VideoAugConfig,
     else:
         m, b = np.eye(3), np.zeros(3)
     out = crop.planes(*normalised_affine(m, b, cfg.mean, cfg.std))
-    return out, crop_boxes(boxes, h, w, top, left, ch, cw, flip)
+    return out, None if boxes is None else crop_boxes(boxes, h, w, top, left, ch, cw, flip)

@@ -2,39 +2,61 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
 import numpy as np
 
 
+def wav_layout(data: bytes) -> tuple[int, int, int, int, int]:
+    """(sample rate, channels, bytes per sample, offset of the samples, frames) of a PCM
+    WAV held in memory, from its RIFF chunks (the samples themselves are not touched)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE file")
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if cid == b"fmt ":
+            tag, ch, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, pos + 8)
+            if tag not in (1, 0xFFFE):  # PCM, or WAVE_FORMAT_EXTENSIBLE around it
+                raise ValueError(f"WAV format tag {tag} is not PCM")
+            fmt = (rate, ch, bits // 8)
+        elif cid == b"data":
+            if fmt is None:
+                raise ValueError("WAV data chunk before its fmt chunk")
+            size = min(size, len(data) - pos - 8)  # a truncated file: what is there
+            return (*fmt, pos + 8, size // (fmt[1] * fmt[2]))
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    raise ValueError("WAV without a data chunk")
+
+
 def wav_info(data: bytes) -> tuple[int, int, int]:
     """(sample rate, channels, frames) from the header."""
-    with wave.open(io.BytesIO(data)) as w:
-        return w.getframerate(), w.getnchannels(), w.getnframes()
+    rate, ch, _, _, n = wav_layout(data)
+    return rate, ch, n
 
 
 def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = None) -> np.ndarray:
     """Mono float32 samples of [start_s, start_s + seconds), zero-padded outside the track.
 
-    Only the requested frames are read (the wave module seeks by byte offset), so the
-    cost does not grow with the length of the track.
+    Only the requested frames are read (a view of the bytes at their offset), so the cost
+    does not grow with the length of the track.
     """
-    with wave.open(io.BytesIO(data)) as w:
-        sr, ch, n, width = w.getframerate(), w.getnchannels(), w.getnframes(), w.getsampwidth()
-        if width != 2:
-            raise ValueError(f"expected 16-bit PCM, got {8 * width}-bit")
-        if rate is not None and rate != sr:
-            raise ValueError(f"audio is {sr} Hz, the loader expects {rate} Hz")
-        want = int(round(seconds * sr))
-        first = int(round(start_s * sr))
-        lo, hi = max(first, 0), min(first + want, n)
-        out = np.zeros(want, np.float32)
-        if hi > lo:
-            w.setpos(lo)
-            pcm = np.frombuffer(w.readframes(hi - lo), dtype="<i2").astype(np.float32) / 32768.0
-            if ch > 1:
-                pcm = pcm.reshape(-1, ch).mean(axis=1)
-            out[lo - first: lo - first + len(pcm)] = pcm
+    sr, ch, width, offset, n = wav_layout(data)
+    if width != 2:
+        raise ValueError(f"expected 16-bit PCM, got {8 * width}-bit")
+    if rate is not None and rate != sr:
+        raise ValueError(f"audio is {sr} Hz, the loader expects {rate} Hz")
+    want = int(round(seconds * sr))
+    first = int(round(start_s * sr))
+    lo, hi = max(first, 0), min(first + want, n)
+    out = np.zeros(want, np.float32)
+    if hi > lo:
+        pcm = np.frombuffer(data, "<i2", count=(hi - lo) * ch, offset=offset + lo * ch * 2)
+        pcm = pcm.astype(np.float32) / 32768.0
+        if ch > 1:
+            pcm = pcm.reshape(-1, ch).mean(axis=1)
+        out[lo - first: lo - first + len(pcm)] = pcm
     return out
 
 
