@@ -2,7 +2,8 @@
 
 Settings that make the bytes a pure function of the frames: a fixed x264 thread count
 (x264 is deterministic for a given count, which would otherwise follow the machine's
-cores) and the bitexact flags (no library version strings in the file). A keyframe at least
+cores), x264 kept off its AVX-512 kernels (``x264_params``) and the bitexact flags (no
+library version strings in the file). A keyframe at least
 every ``gop`` frames keeps random access to any clip position cheap for the loader.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ from fractions import Fraction
 
 import av
 import numpy as np
+
+from pipeline.data.av_write import x264_params
 
 
 class ClipEncoder:
@@ -26,7 +29,8 @@ class ClipEncoder:
         st.codec_context.thread_count = threads
         st.codec_context.flags |= av.codec.context.Flags.bitexact
         g = gop or fps
-        st.options = {"crf": str(crf), "preset": preset, "g": str(g), "keyint_min": str(g)}
+        st.options = {"crf": str(crf), "preset": preset, "g": str(g), "keyint_min": str(g),
+                      **({"x264-params": x264_params()} if x264_params() else {})}
         self._stream = st
         self._tb = Fraction(1, fps)
 
