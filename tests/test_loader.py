@@ -198,6 +198,20 @@ def test_worker_batches_stay_intact_while_buffers_are_reused(synth_shards):
     assert len({s for _, s in kept}) == 16
 
 
+def test_streamed_batches_reuse_lent_slots_and_kept_ones_stay_intact(synth_shards):
+    """A caller who lets go of each batch gets views of the same few slots back (no copy,
+    no new memory); a batch it keeps meanwhile is not overwritten."""
+    ld = loader(synth_shards, "workers=2", "batch_size=2", "epoch_batches=24", "prefetch=1",
+                "clip.frames=4", "video.size=32")
+    places, kept = set(), []
+    for i, b in enumerate(ld):
+        places.add(b["video"].data_ptr())
+        if i % 8 == 0:
+            kept.append((b["video"], b["video"].double().sum().item()))
+    assert len(places) <= 2 * (1 + 3)  # workers x slots (prefetch + 3)
+    assert all(v.double().sum().item() == s for v, s in kept)
+
+
 def test_loader_benchmark_reports_both_rates_side_by_side(synth_shards, tmp_path):
     """`bench loader` on real shards: the keys the issue names, ratios from the peer."""
     from pipeline.bench import loader as bench

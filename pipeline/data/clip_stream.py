@@ -15,7 +15,6 @@ from typing import Iterator
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import default_collate
 
 from pipeline.data.batch_pool import SharedBatchPool
 from pipeline.data.clip_sample import SampleDecoder
@@ -54,13 +53,19 @@ def collate(items: list[dict], video: torch.Tensor, decoder: SampleDecoder) -> d
             continue
         vals = [it[k] for it in items]
         if isinstance(vals[0], torch.Tensor):
-            # in a worker, default_collate stacks straight into shared memory (one copy less)
-            out[k] = default_collate(vals)
+            out[k] = torch.stack(vals)
         elif isinstance(vals[0], (bool, int)) and k != "start":
             out[k] = torch.tensor(vals)
         else:
             out[k] = vals
     return out
+
+
+def for_transfer(batch: dict) -> dict:
+    """A worker's batch, less its video (which is in a pool slot), as it crosses to the
+    main process. Torch would put every tensor in a new shared-memory segment and pass its
+    descriptor over a socket, per batch; these small ones travel inline as numpy arrays."""
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k != "video"}
 
 
 class ClipStream(torch.utils.data.IterableDataset):
@@ -107,6 +112,19 @@ class ClipStream(torch.utils.data.IterableDataset):
         if p.resampled and done >= p.batches_per_worker:
             return  # resumed exactly at the end of this worker's epoch
         slot, video = self._buffer(worker, info is not None)
+        mapped: set[int] = set()  # pool slots whose memory the main process already holds
+
+        def emit() -> dict:
+            out = collate(batch, video, self.decoder)
+            if slot >= 0:
+                out = for_transfer(out)
+                if slot not in mapped:  # the whole slot goes once; later batches name it
+                    out["video"] = video
+                    mapped.add(slot)
+            out.update(_worker=worker, _slot=slot, _n=len(batch), _pos=pos,
+                       _skipped=self.errors - errors_seen)
+            return out
+
         for raw in samples:
             pos += 1
             if pos <= skip:
@@ -122,8 +140,7 @@ class ClipStream(torch.utils.data.IterableDataset):
                     raise InputError(f"loader: none of the first {pos - skip} samples could be used, "
                                      f"e.g. {raw.get('__key__')} in {raw.get('__url__')}: {exn}") from exn
             if len(batch) == p.batch_size:
-                out = collate(batch, video, self.decoder)
-                out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
+                out = emit()
                 errors_seen = self.errors
                 batch = []
                 done += 1
@@ -132,13 +149,14 @@ class ClipStream(torch.utils.data.IterableDataset):
                     return
                 slot, video = self._buffer(worker, info is not None)
         if batch and not p.resampled:  # evaluation keeps the last partial batch
-            out = collate(batch, video, self.decoder)
-            out.update(_worker=worker, _slot=slot, _pos=pos, _skipped=self.errors - errors_seen)
-            yield out
+            yield emit()
 
     def _buffer(self, worker: int, in_worker: bool) -> tuple[int, torch.Tensor]:
-        """The next batch's video buffer: a pool slot in a worker, plain memory otherwise."""
+        """The next batch's video buffer: a pool slot in a worker when one is free (slot
+        index >= 0), memory of its own otherwise (-1)."""
         shape = (self.plan.batch_size, *self.decoder.video_shape)
         if in_worker and self.pool is not None:
-            return self.pool.acquire(worker)
+            taken = self.pool.acquire(worker)
+            if taken is not None:
+                return taken
         return -1, torch.empty(shape)

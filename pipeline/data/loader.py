@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import braceexpand
+import numpy as np
 import torch
 
 from pipeline.data.audio_transforms import AudioConfig
@@ -103,7 +104,8 @@ class ClipLoader:
     def __iter__(self) -> Iterator[dict]:
         pool = None
         if self.cfg.workers:
-            pool = SharedBatchPool(self.cfg.workers, self.cfg.prefetch + 2,
+            # in flight (prefetch), being filled, lent to the caller (this and the last batch)
+            pool = SharedBatchPool(self.cfg.workers, self.cfg.prefetch + 3,
                                    (self.cfg.batch_size, *self.decoder.video_shape))
         dl = torch.utils.data.DataLoader(
             ClipStream(self._plan(), self.decoder, pool), batch_size=None,
@@ -111,15 +113,20 @@ class ClipLoader:
             multiprocessing_context=self.cfg.mp_context if self.cfg.workers else None,
             persistent_workers=False)
         for batch in dl:
-            w, slot = int(batch.pop("_worker")), int(batch.pop("_slot"))
+            w, slot, n = int(batch.pop("_worker")), int(batch.pop("_slot")), int(batch.pop("_n"))
             if slot >= 0:
-                batch["video"] = pool.release(w, slot, batch["video"])
+                if "video" in batch:
+                    pool.attach(w, slot, batch.pop("video"))
+                batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+                batch["video"] = pool.hand_out(w, slot, n)
             self.skip[w] = int(batch.pop("_pos"))
             self.done[w] += 1
             self.batch += 1
             batch["skipped"] = int(batch.pop("_skipped"))
             self.skipped_total += batch["skipped"]
             yield batch
+            if pool is not None:
+                pool.reclaim()  # slots of batches the caller has let go of
         self.epoch += 1
         self._reset_position()
 
