@@ -137,3 +137,26 @@ def test_batched_log_mel_and_spec_masks_equal_per_clip_ones():
             else:
                 ref[i, :, :, start:start + width] = 0
     assert torch.equal(got, ref)
+
+
+def test_frame_boxes_take_the_nearest_box_in_time():
+    """Against the brute-force nearest box: unsorted tables, gaps (NaN beyond 0.75 frame),
+    frames before the first and after the last box."""
+    from pipeline.data.clip_sample import box_table, frame_boxes
+    rng = np.random.default_rng(0)
+    fps = 25.0
+    times = np.concatenate([np.arange(0, 40), np.arange(60, 90)]) / fps  # a gap of 20 frames
+    rows = [[t, *rng.random(4)] for t in rng.permutation(times)]
+    idx = [0, 5, 39, 40, 45, 59, 60, 89, 90, 120]
+    got = frame_boxes(box_table(rows), idx, fps).numpy()
+    arr = np.asarray(rows)
+    for i, f in enumerate(idx):
+        d = np.abs(arr[:, 0] - f / fps)
+        if d.min() <= 0.75 / fps:
+            assert np.allclose(got[i], arr[d.argmin(), 1:5])
+        else:
+            assert np.isnan(got[i]).all()
+    assert np.isnan(got[[3, 4, 5, 8, 9]]).all() and not np.isnan(got[[0, 1, 2, 6, 7]]).any()
+    assert box_table([]) is None
+    one = frame_boxes(box_table([[1.0, 0.1, 0.2, 0.3, 0.4]]), [25, 26, 40], fps).numpy()
+    assert np.allclose(one[0], [0.1, 0.2, 0.3, 0.4]) and np.isnan(one[1:]).all()

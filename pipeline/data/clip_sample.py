@@ -55,15 +55,23 @@ def clip_starts(n_frames: int, span: int, count: int, min_gap: int,
     return starts
 
 
-def frame_boxes(meta_boxes, frame_idx: list[int], fps: float) -> torch.Tensor:
-    """Per clip frame, the box whose time is nearest (within a frame), else NaN."""
-    out = np.full((len(frame_idx), 4), np.nan, np.float32)
-    if meta_boxes:
-        arr = np.asarray(meta_boxes, np.float64)
-        d = np.abs(arr[None, :, 0] - np.asarray(frame_idx, np.float64)[:, None] / fps)
-        j = d.argmin(axis=1)
-        near = d[np.arange(len(frame_idx)), j] <= 0.75 / fps
-        out[near] = arr[j[near], 1:5]
+def box_table(meta_boxes) -> np.ndarray | None:
+    """A sample's boxes [[t, x0, y0, x1, y1], ...] as an array sorted by time, or None."""
+    if not meta_boxes:
+        return None
+    arr = np.asarray(meta_boxes, np.float64)
+    return arr[np.argsort(arr[:, 0], kind="stable")]
+
+
+def frame_boxes(table: np.ndarray, frame_idx: list[int], fps: float) -> torch.Tensor:
+    """Per clip frame, the box of ``table`` (``box_table``) whose time is nearest, if
+    within 0.75 frame, else NaN."""
+    t = np.asarray(frame_idx, np.float64) / fps
+    after = np.minimum(np.searchsorted(table[:, 0], t), len(table) - 1)  # first time >= t
+    before = np.maximum(after - 1, 0)
+    j = np.where(np.abs(table[before, 0] - t) <= np.abs(table[after, 0] - t), before, after)
+    out = table[j, 1:5].astype(np.float32)
+    out[np.abs(table[j, 0] - t) > 0.75 / fps] = np.nan
     return torch.from_numpy(out)
 
 
@@ -104,7 +112,7 @@ class SampleDecoder:
         decoded = self.decode_frames(raw["mp4"], wanted)
         by_index = {f: i for i, f in enumerate(wanted)}
         video = torch.empty(self.video_shape) if video_out is None else video_out
-        waves, masks, boxes = [], [], []
+        waves, masks, boxes, table = [], [], [], box_table(meta.get("boxes"))
         has_audio = "wav" in raw and bool(meta.get("has_audio", True))
         for v, (pos, _copy, rev) in enumerate(self.views):
             if rev:  # the reversed view is the previous view flipped: same crop, same jitter
@@ -115,7 +123,7 @@ class SampleDecoder:
             rows = [by_index[i] for i in idx]
             # one position (the common case): the decoded frames are the clip, no copy
             frames = torch.from_numpy(decoded if rows == list(range(len(decoded))) else decoded[rows])
-            clip_boxes = frame_boxes(meta["boxes"], idx, fps) if meta.get("boxes") else None
+            clip_boxes = None if table is None else frame_boxes(table, idx, fps)
             _, b = augment_clip(frames, clip_boxes, self.video, rng, out=video[v])
             boxes.append(self.no_boxes if b is None else b)
             centre = (starts[pos] + span / 2) / fps
