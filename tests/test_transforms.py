@@ -125,6 +125,11 @@ def test_batched_log_mel_and_spec_masks_equal_per_clip_ones():
     assert batch.shape == (3, 1, 40, 101)
     for i in range(3):
         assert torch.allclose(batch[i], logmel(waves[i]), atol=1e-5)
+    import torchaudio  # the same as torchaudio's MelSpectrogram + AmplitudeToDB, standardised
+    ref = torchaudio.transforms.AmplitudeToDB("power", 80.0)(
+        torchaudio.transforms.MelSpectrogram(16000, n_fft=320, hop_length=160, n_mels=40)(waves[:, None]) + 1e-10)
+    ref = (ref - ref.mean(dim=(-2, -1), keepdim=True)) / (ref.std(dim=(-2, -1), keepdim=True) + 1e-5)
+    assert torch.allclose(batch, ref, atol=1e-3)
     rng = np.random.default_rng(4)
     masks = np.stack([draw_spec_masks(cfg, 40, 101, rng) for _ in range(3)])
     assert (masks[:, :, 1] > 0).any() and not draw_spec_masks(cfg, 40, 101, None).any()

@@ -26,21 +26,25 @@ class AudioConfig:
 
 class LogMel(torch.nn.Module):
     """Waveforms [..., n] -> standardised log-mel [..., 1, n_mels, frames], each clip on
-    its own. Batches are computed at once: per clip, the torch op overheads cost as much
-    as the spectrogram itself."""
+    its own: torchaudio's MelSpectrogram (as its Spectrogram and MelScale halves) and
+    AmplitudeToDB. Batches are computed at once: per clip, the torch op overheads cost as
+    much as the spectrogram itself."""
 
     def __init__(self, cfg: AudioConfig):
         super().__init__()
         win = int(round(cfg.rate * cfg.win_ms / 1000))
         hop = int(round(cfg.rate * cfg.hop_ms / 1000))
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.rate, n_fft=win, win_length=win, hop_length=hop, n_mels=cfg.n_mels)
+        self.stft = torchaudio.transforms.Spectrogram(n_fft=win, win_length=win, hop_length=hop, power=None)
+        self.mel = torchaudio.transforms.MelScale(n_mels=cfg.n_mels, sample_rate=cfg.rate, n_stft=win // 2 + 1)
         self.db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         lead = wave.shape[:-1]
+        ri = torch.view_as_real(self.stft(wave.reshape(-1, 1, wave.shape[-1])))
+        # |z|^2 as re^2 + im^2: a third of torchaudio's abs().pow(2), which takes a root first
+        power = torch.addcmul(ri[..., 0].square(), ri[..., 1], ri[..., 1])
         # [N, 1, n_mels, frames]: AmplitudeToDB's top_db floor is then per clip
-        spec = self.db(self.mel(wave.reshape(-1, 1, wave.shape[-1])) + 1e-10)
+        spec = self.db(self.mel(power) + 1e-10)
         # per-clip standardisation: loudness differences between corpora do not leak in
         mu, sd = spec.mean(dim=(-2, -1), keepdim=True), spec.std(dim=(-2, -1), keepdim=True)
         return ((spec - mu) / (sd + 1e-5)).reshape(*lead, *spec.shape[1:])
