@@ -129,7 +129,14 @@ def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     shift = np.maximum(first + k - n_in, 0)  # move such windows left, their weights right
     cols = np.arange(k)[None, :] - shift[:, None]
     w = np.where(cols >= 0, np.take_along_axis(w, np.maximum(cols, 0), axis=1), 0.0)
-    return (first - shift).astype(np.int32), w.astype(np.float32)
+    return _frozen((first - shift).astype(np.int32), w.astype(np.float32))
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cached arrays are shared by every caller: read-only, so none can change them."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 @lru_cache(maxsize=4096)
@@ -139,7 +146,7 @@ def _column_taps(n_in: int, n_out: int, flip: bool) -> tuple[np.ndarray, np.ndar
     first, w = resize_taps(n_in, n_out)
     if flip:
         first, w = first[::-1], w[::-1]
-    return np.ascontiguousarray(3 * first), np.ascontiguousarray(w.T)
+    return _frozen(np.ascontiguousarray(3 * first), np.ascontiguousarray(w.T))
 
 
 class NativeCrop:
