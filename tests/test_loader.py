@@ -117,6 +117,15 @@ def test_batch_contents_and_views(synth_shards, synth_corpus):
     assert torch.isfinite(batch["boxes"]).any()
 
 
+def test_audio_without_spec_augment_bands(synth_shards):
+    """No SpecAugment bands configured: nothing is masked, and nothing breaks."""
+    ld = loader(synth_shards, "batch_size=2", "workers=0", "epoch_batches=1", "clip.frames=2",
+                "video.size=32", "audio.freq_masks=0", "audio.time_masks=0")
+    audio = next(iter(ld))["audio"]
+    assert audio.shape == (2, 1, 1, 40, 101) and torch.isfinite(audio).all()
+    assert (audio == 0).float().mean() < 0.01  # standardised log-mels: zeros only by chance
+
+
 def test_eval_mode_is_deterministic_and_covers_everything(synth_shards):
     keys = []
     for rank in range(2):

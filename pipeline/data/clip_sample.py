@@ -149,7 +149,7 @@ class SampleDecoder:
         log-mels [B, V, 1, n_mels, frames] of all views, reversed ones included."""
         b, p = waves.shape[:2]
         spec = self.logmel(waves.reshape(b * p, -1))
-        spec = apply_spec_masks(spec, masks.reshape(b * p, -1, 2), self.audio.freq_masks)
+        spec = apply_spec_masks(spec, masks.reshape(b * p, masks.shape[-2], 2), self.audio.freq_masks)
         spec = spec.reshape(b, p, *spec.shape[1:])[:, self.audio_src]
         if self.audio_rev.any():
             spec[:, self.audio_rev] = spec[:, self.audio_rev].flip(-1)
