@@ -11,9 +11,9 @@ import numpy as np
 
 
 @lru_cache(maxsize=1)
-def x264_params() -> str:
-    """Extra x264 settings for bit-exact output. On a CPU with AVX-512, the x264 that PyAV
-    bundles gave different bytes for the same frames from one encode to the next (about
+def x264_options() -> dict[str, str]:
+    """Extra PyAV libx264 options for bit-exact output. On a CPU with AVX-512, the x264
+    that PyAV bundles gave different bytes for the same frames from one encode to the next (about
     one in five, in the same process; seen with PyAV 18.1 on a Sapphire Rapids core);
     capped at AVX2 kernels its output is a function of its input again. Only capped where
     AVX-512 is present, which implies AVX2: naming a level the CPU lacks would crash."""
@@ -21,8 +21,8 @@ def x264_params() -> str:
         with open("/proc/cpuinfo") as f:
             flags = set(f.read().split())
     except OSError:
-        return ""
-    return "asm=AVX2" if {"avx512bw", "avx2"} <= flags else ""
+        return {}
+    return {"x264-params": "asm=AVX2"} if {"avx512bw", "avx2"} <= flags else {}
 
 
 def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int,
@@ -39,8 +39,7 @@ def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int,
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height = video.shape[2], video.shape[1]
         vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop or fps),
-                      **({"x264-params": x264_params()} if x264_params() else {})}
+        vs.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop or fps), **x264_options()}
         vs.codec_context.thread_count = 1  # bit-exact output for a seed
         astream = None
         if audio is not None:

@@ -2,7 +2,7 @@
 
 Settings that make the bytes a pure function of the frames: a fixed x264 thread count
 (x264 is deterministic for a given count, which would otherwise follow the machine's
-cores), x264 kept off its AVX-512 kernels (``x264_params``) and the bitexact flags (no
+cores), x264 kept off its AVX-512 kernels (``x264_options``) and the bitexact flags (no
 library version strings in the file). A keyframe at least
 every ``gop`` frames keeps random access to any clip position cheap for the loader.
 """
@@ -14,7 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from pipeline.data.av_write import x264_params
+from pipeline.data.av_write import x264_options
 
 
 class ClipEncoder:
@@ -30,7 +30,7 @@ class ClipEncoder:
         st.codec_context.flags |= av.codec.context.Flags.bitexact
         g = gop or fps
         st.options = {"crf": str(crf), "preset": preset, "g": str(g), "keyint_min": str(g),
-                      **({"x264-params": x264_params()} if x264_params() else {})}
+                      **x264_options()}
         self._stream = st
         self._tb = Fraction(1, fps)
 
