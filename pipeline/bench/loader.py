@@ -124,11 +124,12 @@ def run(cfg: Config) -> dict:
         # the peer is measured right before and after each loader run: this machine's
         # speed drifts by 10-20 % between minutes, a single early peer figure would not
         before = _raw_rate(cfg, samples, 2 * i)
-        limit = [_raw_parallel_rate(cfg, samples, w, 2 * i)] if w > 1 else []
+        par_before = _raw_parallel_rate(cfg, samples, w, 2 * i) if w > 1 else 0.0
         rate = _loader_rate(cfg, w)
         after = _raw_rate(cfg, samples, 2 * i + 1)
-        limit = (limit + [_raw_parallel_rate(cfg, samples, w, 2 * i + 1)]) if w > 1 else [before, after]
-        raw, limit = (before + after) / 2, sum(limit) / 2
+        raw = (before + after) / 2
+        # for 0 or 1 workers the limit is the single-process peer itself
+        limit = (par_before + _raw_parallel_rate(cfg, samples, w, 2 * i + 1)) / 2 if w > 1 else raw
         raws += [before, after]
         row = {"clips_per_s": round(rate, 2), "raw_clips_per_s": round(raw, 2),
                "raw_limit_clips_per_s": round(limit, 2), "ratio": round(rate / limit, 3),
