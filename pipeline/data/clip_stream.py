@@ -68,6 +68,11 @@ def for_transfer(batch: dict) -> dict:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k != "video"}
 
 
+def from_transfer(batch: dict) -> dict:
+    """``for_transfer`` undone in the main process: the numpy arrays as tensors again."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
 class ClipStream(torch.utils.data.IterableDataset):
     def __init__(self, plan: StreamPlan, decoder: SampleDecoder, pool: SharedBatchPool | None = None):
         super().__init__()

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import braceexpand
-import numpy as np
 import torch
 
 from pipeline.data.audio_transforms import AudioConfig
 from pipeline.data.batch_pool import SharedBatchPool
 from pipeline.data.clip_sample import ClipConfig, SampleDecoder
-from pipeline.data.clip_stream import ClipStream, StreamPlan
+from pipeline.data.clip_stream import ClipStream, StreamPlan, from_transfer
 from pipeline.data.video_transforms import VideoAugConfig
 from pipeline.errors import InputError
 
@@ -117,7 +116,7 @@ class ClipLoader:
             if slot >= 0:
                 if "video" in batch:
                     pool.attach(w, slot, batch.pop("video"))
-                batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+                batch = from_transfer(batch)
                 batch["video"] = pool.hand_out(w, slot, n)
             self.skip[w] = int(batch.pop("_pos"))
             self.done[w] += 1
