@@ -30,12 +30,6 @@ def wav_layout(data: bytes) -> tuple[int, int, int, int, int]:
     raise ValueError("WAV without a data chunk")
 
 
-def wav_info(data: bytes) -> tuple[int, int, int]:
-    """(sample rate, channels, frames) from the header."""
-    rate, ch, _, _, n = wav_layout(data)
-    return rate, ch, n
-
-
 def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = None) -> np.ndarray:
     """Mono float32 samples of [start_s, start_s + seconds), zero-padded outside the track.
 
