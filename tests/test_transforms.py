@@ -4,8 +4,14 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pipeline.data.colour_jitter import LUMA, RGB2YIQ, apply_colour, compose_affine
+from pipeline.data.colour_jitter import LUMA, RGB2YIQ, compose_affine, normalised_affine
+from pipeline.data.fused_video import affine_planes
 from pipeline.data.video_transforms import VideoAugConfig, augment_clip, crop_boxes
+
+
+def apply_colour(x, m, b):
+    """uint8 [T, 3, H, W] -> float [3, T, H, W] in [0, 1] through (M, b), the torch path."""
+    return affine_planes(x, False, *normalised_affine(m, b, (0, 0, 0), (1, 1, 1)))
 
 
 def image(seed=0):
@@ -23,7 +29,7 @@ def test_affine_equals_torchvision_sequence(ops):
     for op, f in ops:
         ref = getattr(TF, f"adjust_{op}")(ref, f)
     m, b = compose_affine(ops, x.mean(dim=(0, 2, 3)).double().numpy())
-    got = apply_colour((x * 255).round().to(torch.uint8), m, b, (0, 0, 0), (1, 1, 1))
+    got = apply_colour((x * 255).round().to(torch.uint8), m, b)
     ref_q = ((x * 255).round() / 255)
     for op, f in ops:
         ref_q = getattr(TF, f"adjust_{op}")(ref_q, f)
@@ -33,7 +39,7 @@ def test_affine_equals_torchvision_sequence(ops):
 def test_hue_rotation_keeps_luma_and_turns_chroma():
     x = image(1)
     m, b = compose_affine([("hue", 0.25)], np.zeros(3))
-    y = apply_colour((x * 255).round().to(torch.uint8), m, b, (0, 0, 0), (1, 1, 1))
+    y = apply_colour((x * 255).round().to(torch.uint8), m, b)
     xq = (x * 255).round() / 255
     luma_in = torch.einsum("c,tchw->thw", torch.tensor(LUMA, dtype=torch.float32), xq)
     luma_out = torch.einsum("c,cthw->thw", torch.tensor(LUMA, dtype=torch.float32), y)
@@ -78,7 +84,7 @@ def test_native_crop_resize_colour_equals_torchvision(crop, flip):
     antialiased resize of the same crop followed by the colour transform, and the mean
     colour they report is the mean of the resized clip."""
     from pipeline.data.colour_jitter import normalised_affine
-    from pipeline.data.fused_video import _lib, affine_planes, crop_resize
+    from pipeline.data.fused_video import _lib, crop_resize
     assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
     g = torch.Generator().manual_seed(7)
     frames = torch.randint(0, 256, (3, 48, 64, 3), dtype=torch.uint8, generator=g)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-
-from pipeline.data.fused_video import affine_planes
 
 LUMA = np.array([0.299, 0.587, 0.114])
 RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -73,11 +70,3 @@ def normalised_affine(m: np.ndarray, b: np.ndarray, mean, std) -> tuple[np.ndarr
     bb = (np.asarray(b, np.float64) - mean) / std
     return mm, bb, -mean / std, (1.0 - mean) / std
 
-
-def apply_colour(x: torch.Tensor, m: np.ndarray, b: np.ndarray, mean, std, flip: bool = False,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
-    """[T, 3, H, W] (0..255) -> normalised float [3, T, H, W] with torch ops: scale, jitter,
-    clamp, normalise (and mirror when ``flip``) in one affine pass, written into ``out``
-    when given. The loader's C path does the same inside the resampling."""
-    mm, bb, lo, hi = normalised_affine(m, b, mean, std)
-    return affine_planes(x, flip, mm, bb, lo, hi, out=out)
