@@ -1,5 +1,5 @@
 """Typed launcher settings: where a stage runs (``LaunchConfig``) and with which SLURM
-resources (``SlurmConfig``, read from a profile in ``configs/slurm/``).
+resources (``SlurmConfig``, read from a profile in ``pipeline/configs/slurm/``).
 
 Both go through ``pipeline.config.load_config``, so a misspelt key in a profile or on the
 command line is one error naming the key and the file, before anything is submitted.
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import REPO_CONFIGS, ConfigError, load_config
+from pipeline.config import CONFIGS, ConfigError, load_config
 
-SLURM_PROFILES = REPO_CONFIGS / "slurm"
+SLURM_PROFILES = CONFIGS / "slurm"
 CLUSTERS = ("slurm", "local", "debug")
 # profile used when none is given: the stage's own, else default.yaml
 STAGE_PROFILES = {"shard": "shard", "train": "train", "eval": "eval", "export": "eval"}
@@ -58,7 +58,7 @@ class LaunchConfig:
         "help": "slurm | local | debug; empty: slurm when sbatch and a SLURM config are "
                 "found, else local"})
     slurm: str = field(default="", metadata={
-        "help": "SLURM profile: a name in configs/slurm/ or a YAML path; empty: the "
+        "help": "SLURM profile: a name in pipeline/configs/slurm/ or a YAML path; empty: the "
                 "stage's profile (shard, train, eval) or default"})
     job_dir: str = field(default="", metadata={
         "help": "job folder (logs, pickles, resolved config, jobs.json); empty: "

@@ -17,6 +17,7 @@ from jobs.config import LaunchConfig, SlurmConfig
 from jobs.executor import default_cluster, describe, make_executor
 from jobs.status import error_summary
 from pipeline.config import save_config, to_yaml
+from pipeline.io.atomic import write_text
 
 
 def job_folder(launch: LaunchConfig, stage: str) -> Path:
@@ -41,7 +42,7 @@ def submit(stage: str, task: Callable[[Any], Any], cfgs: Sequence[Any], labels: 
         return []
     folder.mkdir(parents=True, exist_ok=True)
     save_config(base_cfg, folder / "config.yaml")
-    (folder / "slurm.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(slurm)))
+    write_text(folder / "slurm.yaml", OmegaConf.to_yaml(OmegaConf.structured(slurm)))
     executor = make_executor(cluster, folder, slurm, stage)
     if len(cfgs) == 1:
         jobs = [executor.submit(task, cfgs[0])]

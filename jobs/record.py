@@ -3,10 +3,9 @@ them (and their logs) after the submitting process is gone."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
+from pipeline.io.atomic import write_json
 
 RECORD = "jobs.json"
 
@@ -27,8 +26,5 @@ def append(folder: Path, stage: str, cluster: str, jobs: list[dict]) -> dict:
     launch = {"stage": stage, "cluster": cluster,
               "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "jobs": jobs}
     launches = read(folder) + [launch]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".jobs.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"launches": launches}, fh, indent=1)
-    os.replace(tmp, Path(folder) / RECORD)
+    write_json(Path(folder) / RECORD, {"launches": launches})
     return launch

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from typing import Sequence
 
-from pipeline.config import REPO_CONFIGS, ConfigError, flat_fields, load_config
+from pipeline.config import CONFIGS, ConfigError, flat_fields, load_config
 from pipeline.errors import InputError
 from pipeline.stages import BENCHES, STAGES, Stage, find
 
@@ -35,7 +35,7 @@ def _stage_help(stage: Stage, prefix: str) -> str:
     lines = [f"usage: {PROG} {prefix}{stage.name} {pos + ' ' if pos else ''}"
              "[CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, ""]
     if stage.default_config:
-        lines.append(f"defaults: configs/{stage.default_config} (merged before your files)")
+        lines.append(f"defaults: pipeline/configs/{stage.default_config} (merged before your files)")
         lines.append("")
     lines.append("config keys (type, default):")
     for key, tname, default, helptext in flat_fields(stage.load_schema()):
@@ -79,7 +79,7 @@ def parse_args(stage: Stage, args: Sequence[str]) -> tuple[list[str], list[str],
 
 
 def build_config(stage: Stage, files: Sequence[str], overrides: Sequence[str]):
-    defaults = [REPO_CONFIGS / stage.default_config] if stage.default_config else []
+    defaults = [CONFIGS / stage.default_config] if stage.default_config else []
     return load_config(stage.load_schema(), [*defaults, *files], overrides)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -18,9 +18,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 T = TypeVar("T")
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# The packaged recipes, stage defaults and SLURM profiles (``pipeline/configs/``), found
+# the same way from a source checkout and from an installed wheel.
+CONFIGS = Path(str(resources.files("pipeline") / "configs"))
 
-__all__ = ["MISSING", "ConfigError", "load_config", "save_config", "flat_fields", "REPO_CONFIGS"]
+__all__ = ["MISSING", "ConfigError", "load_config", "save_config", "flat_fields", "CONFIGS"]
 
 
 class ConfigError(ValueError):
@@ -102,14 +104,8 @@ def to_yaml(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config atomically (several processes may write the same one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(to_yaml(cfg))
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a config is for everyone to read
-    os.replace(tmp, path)
-    return path
+    from pipeline.io.atomic import write_text
+    return write_text(path, to_yaml(cfg))
 
 
 def flat_fields(schema: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:

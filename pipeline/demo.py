@@ -7,7 +7,6 @@ checkpoint), so an interrupted demo continues where it stopped.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -15,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.cli import build_config
-from pipeline.config import REPO_CONFIGS, save_config
+from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
+from pipeline.io.atomic import write_json
 from pipeline.stages import STAGES, find
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ class DemoConfig:
     n_classes: int = field(default=8, metadata={"help": "synthetic classes"})
     short_side: int = field(default=64, metadata={"help": "frame size (short side) of the shards GDT, SeLaVi and eval read"})
     detect_short_side: int = field(default=96, metadata={"help": "frame size of the detection stage's shards (0 = the same shards)"})
-    gdt_config: str = field(default=str(REPO_CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
-    selavi_config: str = field(default=str(REPO_CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
-    detect_config: str = field(default=str(REPO_CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
+    gdt_config: str = field(default=str(CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
+    selavi_config: str = field(default=str(CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
+    detect_config: str = field(default=str(CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
     gdt_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the GDT run, e.g. [steps=50]"})
     selavi_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the SeLaVi run"})
     detect_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the detection stage"})
@@ -115,7 +115,7 @@ class Demo:
         shutil.copyfile(self.out / "eval" / "eval.json", self.out / "eval.json")
         summary = {"corpus": self.cfg.corpus or f"synthetic ({self.cfg.n_classes} classes)",
                    "held_out": not self.cfg.corpus, **{f"{k}_s": v for k, v in self.times.items()}}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]
         print(f"\nreport: {Path(report).resolve()}\neval:   {(self.out / 'eval.json').resolve()}")
         return {"report": report, "eval": result, "times": self.times}

@@ -17,7 +17,7 @@ class Stage:
     target: str                      # "package.module:run"
     help: str
     positional: tuple[str, ...] = ()  # config keys filled by bare positional arguments
-    default_config: str | None = None  # file under configs/ merged before the user's
+    default_config: str | None = None  # file under pipeline/configs/ merged before the user's
 
     def load_schema(self) -> type:
         return _resolve(self.schema)
@@ -32,9 +32,9 @@ def _resolve(spec: str) -> Any:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("synth", "pipeline.data.synth:SynthConfig", "pipeline.data.synth:run",
+    Stage("synth", "pipeline.synth.stage:SynthConfig", "pipeline.synth.stage:run",
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
-    Stage("shard", "pipeline.data.shard:ShardConfig", "pipeline.data.shard:run",
+    Stage("shard", "pipeline.shard.stage:ShardConfig", "pipeline.shard.stage:run",
           "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)",
           default_config="shard.yaml"),
     Stage("train", "pipeline.train.config:TrainConfig", "pipeline.train.engine:run",

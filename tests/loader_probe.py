@@ -8,7 +8,7 @@ import sys
 import torch
 
 from pipeline.config import load_config
-from pipeline.data.loader import ClipLoader, LoaderConfig
+from pipeline.loader.loader import ClipLoader, LoaderConfig
 
 OVERRIDES = ["batch_size=3", "workers=2", "epoch_batches=6", "shuffle_buffer=8",
              "clip.positions=2", "clip.frames=4", "video.size=32", "seed=5"]

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.detect.detector import (DetectorConfig, build_detector, classify_boxes, init_backbone_from_av,
                                       load_detector, predict, save_detector, train_detector)
-from pipeline.data.video_transforms import KINETICS_MEAN, KINETICS_STD
+from pipeline.loader.video_transforms import KINETICS_MEAN, KINETICS_STD
 from pipeline.train.methods.avloc import FrameNet
 
 CFG = DetectorConfig(widths=[8, 16, 16], anchor_sizes=[8, 16], representation=32, steps=4,

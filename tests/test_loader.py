@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.data import tokenizer
-from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
-from pipeline.data.video_decode import decode_decord, decode_pyav, get_decoder
-from pipeline.data.wav_window import encode_wav, read_window
+from pipeline.io.wav import encode_wav, read_window
+from pipeline.loader import tokenizer
+from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
+from pipeline.loader.decode import decode_decord, decode_pyav, get_decoder
 from pipeline.errors import InputError
 
 HERE = Path(__file__).parent

@@ -221,7 +221,7 @@ def test_gdt_invariant_makes_the_transformed_other_modality_a_positive(mode):
 
 
 def test_gdt_view_contract_matches_the_loader():
-    from pipeline.data.clip_sample import ClipConfig, view_layout
+    from pipeline.loader.sample import ClipConfig, view_layout
     for reversal in MODES:
         for shift in MODES:
             cfg = GDTConfig(reversal=reversal, shift=shift)

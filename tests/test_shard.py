@@ -12,8 +12,8 @@ import webdataset as wds
 
 from pipeline.cli import build_config, main
 from pipeline.config import flat_fields
-from pipeline.data.keys import is_valid_key
-from pipeline.data.shard import ShardConfig
+from pipeline.shard.keys import is_valid_key
+from pipeline.shard.stage import ShardConfig
 from pipeline.errors import InputError
 from pipeline.stages import STAGES, find
 
@@ -229,7 +229,7 @@ def test_help_and_one_line_errors(capsys, tmp_path):
     text = capsys.readouterr().out
     for key, _type, _default, helptext in flat_fields(ShardConfig):
         assert key in text and helptext, key
-    assert "configs/shard.yaml" in text
+    assert "pipeline/configs/shard.yaml" in text
     assert main(["shard", f"input={tmp_path / 'nothing'}", f"output={tmp_path / 'out'}"]) == 1
     assert "nothing: no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written for a bad input

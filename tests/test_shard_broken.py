@@ -10,7 +10,7 @@ import pytest
 import webdataset as wds
 
 from pipeline.cli import build_config
-from pipeline.data.shard_audio import pcm_wav
+from pipeline.io.wav import pcm_wav
 from pipeline.stages import STAGES, find
 
 DATA = Path(__file__).parent / "data"

@@ -9,15 +9,16 @@ import pytest
 import webdataset as wds
 
 from pipeline.config import ConfigError
-from pipeline.data.clip_spans import clip_spans, frames_of
-from pipeline.data.corpus import class_names, read_corpus
-from pipeline.data.keys import input_prefix, is_valid_key, sample_key, sanitise
-from pipeline.data.probe import looks_like_container, output_size
-from pipeline.data.shard import parse_slice
-from pipeline.data.shard_audio import pcm_wav, read_window as pcm_window
-from pipeline.data.shard_input import rebase_boxes
-from pipeline.data.tar_write import DeterministicTar
-from pipeline.data.wav_window import read_window
+from pipeline.io.wav import pcm_wav
+from pipeline.shard.clip_spans import clip_spans, frames_of
+from pipeline.shard.corpus import class_names, read_corpus
+from pipeline.shard.keys import input_prefix, is_valid_key, sample_key, sanitise
+from pipeline.shard.probe import looks_like_container, output_size
+from pipeline.shard.stage import parse_slice
+from pipeline.shard.audio_track import track_window as pcm_window
+from pipeline.shard.input import rebase_boxes
+from pipeline.io.tar import DeterministicTar
+from pipeline.io.wav import read_window
 from pipeline.errors import InputError
 
 

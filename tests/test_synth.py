@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.data.synth import SynthConfig, run
-from pipeline.data.synth_classes import make_classes
+from pipeline.synth.stage import SynthConfig, run
+from pipeline.synth.classes import make_classes
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_classes_distinct():
 
 def test_sounding_object_glows_at_its_rim():
     """The visual cue of the sounding object: its outer band brightens, its inside does not."""
-    from pipeline.data.synth_render import rim_mask, sounding_look, sprite
+    from pipeline.synth.render import rim_mask, sounding_look, sprite
 
     cls = make_classes(6)[2]
     rgb, alpha = sprite(cls, 40)

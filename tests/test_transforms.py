@@ -4,9 +4,9 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pipeline.data.colour_jitter import LUMA, RGB2YIQ, compose_affine, normalised_affine
-from pipeline.data.fused_video import affine_planes
-from pipeline.data.video_transforms import VideoAugConfig, augment_clip, crop_boxes
+from pipeline.loader.colour_jitter import LUMA, RGB2YIQ, compose_affine, normalised_affine
+from pipeline.loader.fused_video import affine_planes
+from pipeline.loader.video_transforms import VideoAugConfig, augment_clip, crop_boxes
 
 
 def apply_colour(x, m, b):
@@ -83,8 +83,8 @@ def test_native_crop_resize_colour_equals_torchvision(crop, flip):
     """The C passes (shrinking, whole frame, enlarging; mirrored or not) equal torchvision's
     antialiased resize of the same crop followed by the colour transform, and the mean
     colour they report is the mean of the resized clip."""
-    from pipeline.data.colour_jitter import normalised_affine
-    from pipeline.data.fused_video import _lib, crop_resize
+    from pipeline.loader.colour_jitter import normalised_affine
+    from pipeline.loader.fused_video import _lib, crop_resize
     assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
     g = torch.Generator().manual_seed(7)
     frames = torch.randint(0, 256, (3, 48, 64, 3), dtype=torch.uint8, generator=g)
@@ -122,7 +122,7 @@ def test_batched_log_mel_and_spec_masks_equal_per_clip_ones():
     """A batch of waveforms gives each clip's own log-mel (top_db floor and standardisation
     per clip, not per batch), and the drawn SpecAugment bands zero exactly those rows and
     columns."""
-    from pipeline.data.audio_transforms import AudioConfig, LogMel, apply_spec_masks, draw_spec_masks
+    from pipeline.loader.audio_transforms import AudioConfig, LogMel, apply_spec_masks, draw_spec_masks
     cfg = AudioConfig(freq_masks=2, time_masks=1)
     logmel = LogMel(cfg)
     g = torch.Generator().manual_seed(0)
@@ -153,7 +153,7 @@ def test_batched_log_mel_and_spec_masks_equal_per_clip_ones():
 def test_frame_boxes_take_the_nearest_box_in_time():
     """Against the brute-force nearest box: unsorted tables, gaps (NaN beyond 0.75 frame),
     frames before the first and after the last box."""
-    from pipeline.data.clip_sample import box_table, frame_boxes
+    from pipeline.loader.sample import box_table, frame_boxes
     rng = np.random.default_rng(0)
     fps = 25.0
     times = np.concatenate([np.arange(0, 40), np.arange(60, 90)]) / fps  # a gap of 20 frames

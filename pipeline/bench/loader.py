@@ -25,9 +25,10 @@ import torch
 import webdataset as wds
 
 from pipeline.config import MISSING, load_config
-from pipeline.data.clip_sample import clip_starts
-from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
-from pipeline.data.video_decode import get_decoder
+from pipeline.io.atomic import write_json
+from pipeline.loader.sample import clip_starts
+from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
+from pipeline.loader.decode import get_decoder
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,6 @@ def run(cfg: Config) -> dict:
         result["raw_scaling_1_to_2"] = round(per["2"]["raw_limit_clips_per_s"] / per["1"]["raw_clips_per_s"], 3)
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(result, indent=2))
+        write_json(cfg.json, result, indent=2)
     print(json.dumps(result, indent=2))
     return result

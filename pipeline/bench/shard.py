@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import MISSING, load_config
-from pipeline.data.corpus import read_corpus
-from pipeline.data.probe import ProbeError, output_size, probe
-from pipeline.data.shard import ShardConfig
-from pipeline.data.shard import run as run_shard
+from pipeline.io.atomic import commit, temp_path, write_json
+from pipeline.shard.corpus import read_corpus
+from pipeline.shard.probe import ProbeError, output_size, probe
+from pipeline.shard.stage import ShardConfig
+from pipeline.shard.stage import run as run_shard
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,11 @@ def cut_corpus(src: str, dest: Path, pieces: int, seconds: float) -> list[Path]:
     for i in range(pieces):
         path = dest / f"{stem}_{i:03d}.mp4"
         if not path.exists():
-            tmp = dest / f".{path.name}.tmp.mp4"
+            tmp = temp_path(path)
             subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{i * seconds}",
                             "-t", f"{seconds}", "-i", src, "-c", "copy", "-avoid_negative_ts",
-                            "make_zero", str(tmp)], check=True)
-            os.replace(tmp, path)
+                            "make_zero", "-f", "mp4", str(tmp)], check=True)
+            commit(tmp, path)
         out.append(path)
     return out
 
@@ -183,6 +184,6 @@ def run(cfg: Config) -> dict:
     }
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(out, indent=2))
+        write_json(cfg.json, out, indent=2)
     print(json.dumps(out, indent=2))
     return out

@@ -12,7 +12,6 @@ N x K intermediate would by itself exceed the memory budget being measured.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import resource
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from pipeline.io.atomic import write_json
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -120,6 +120,5 @@ def run(cfg: Config) -> dict:
                    peak_rss_with_pot_gb=_peak_rss_gb(), pot=ot.__version__)
     out["load_avg_1m"] = [load_before, os.getloadavg()[0]]
     if cfg.json:
-        with open(cfg.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(cfg.json, out, indent=2)
     return out

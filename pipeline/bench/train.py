@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import load_config
+from pipeline.io.atomic import write_json
 from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import setup_distributed
 from pipeline.train.method import build_method
@@ -81,6 +82,6 @@ def run(c: Config) -> dict:
               "zero_stage": c.zero_stage, "device": str(info.device), "threads": torch.get_num_threads()}
     if c.json:
         Path(c.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(c.json).write_text(json.dumps(result, indent=2))
+        write_json(c.json, result, indent=2)
     print(json.dumps(result, indent=2))
     return result

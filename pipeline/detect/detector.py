@@ -26,6 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from tqdm import tqdm
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.io.atomic import write_json
 from pipeline.train.methods.avloc import FrameNet
 
 BACKBONES = ("tiny", "mobilenet_v3", "resnet50")
@@ -187,7 +188,7 @@ def save_detector(model: nn.Module, folder: Path, cfg: DetectorConfig, n_cluster
               str(folder / "detector.safetensors"))
     meta = {"config": asdict(cfg), "n_clusters": n_clusters, "mean": list(mean), "std": list(std),
             "frame_size": frame_size}
-    (folder / "detector.json").write_text(json.dumps(meta, indent=1))
+    write_json(folder / "detector.json", meta)
     return folder / "detector.safetensors"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.data.loader import ClipLoader, LoaderConfig, expand_shards
+from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.errors import InputError
 
 

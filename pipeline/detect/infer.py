@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pipeline.data.video_transforms import centre_params
+from pipeline.loader.video_transforms import centre_params
 from pipeline.detect.detector import load_detector, predict
 from pipeline.errors import InputError
 

@@ -3,7 +3,6 @@ one box per frame from its heatmap, the frame's cluster as the box's class."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from pipeline.config import load_config
 from pipeline.detect.frames import FrameSet
 from pipeline.detect.pseudo_boxes import heatmap_boxes
 from pipeline.errors import InputError
+from pipeline.io.atomic import atomic_open
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 from pipeline.train.methods.avloc import AVLocMethod
@@ -48,9 +48,8 @@ def write_pseudo_labels(path: Path, frames: FrameSet, name: str, boxes: list[np.
     """pseudo_labels.jsonl: one row per box (key, frame, start, box, cluster, score)."""
     out = frames.av[name]
     heat_max = out["heat"].flatten(1).amax(1)
-    tmp = path.with_suffix(".jsonl.tmp")
     n = 0
-    with open(tmp, "w") as fh:
+    with atomic_open(path) as fh:
         for i, bs in enumerate(boxes):
             for b in bs:
                 fh.write(json.dumps({"key": frames.key[i], "frame": int(frames.frame[i]),
@@ -59,7 +58,6 @@ def write_pseudo_labels(path: Path, frames: FrameSet, name: str, boxes: list[np.
                                      "cluster": int(out["cluster"][i]),
                                      "score": round(float(heat_max[i]), 5)}) + "\n")
                 n += 1
-    os.replace(tmp, path)
     return n
 
 

@@ -1,4 +1,4 @@
-"""``python -m pipeline detect configs/detect_tiny.yaml out=DIR shards=DIR [eval_shards=DIR]``.
+"""``python -m pipeline detect pipeline/configs/detect_tiny.yaml out=DIR shards=DIR [eval_shards=DIR]``.
 
 Steps (``steps``, default all, each reading its predecessor's files from ``out``):
   av        train the AV localisation + clustering model with the engine (``out/av``)
@@ -27,6 +27,7 @@ from pipeline.detect.frames import class_names, collect_frames, frame_loader_con
 from pipeline.detect.localise import (frame_boxes, load_av_model, random_av_model, read_pseudo_labels,
                                       write_pseudo_labels)
 from pipeline.errors import InputError
+from pipeline.io.atomic import atomic_open, write_json
 from pipeline.objectives.gather import world
 from pipeline.train.config import TrainConfig
 
@@ -122,7 +123,7 @@ def run(cfg: DetectConfig) -> dict:
     result["seconds"] = times
     times_path = out / "detect_times.json"  # merged: a later run of some steps keeps the others
     old = json.loads(times_path.read_text()) if times_path.is_file() else {}
-    times_path.write_text(json.dumps({**old, **times}, indent=1))
+    write_json(times_path, {**old, **times})
     return result
 
 
@@ -148,7 +149,7 @@ def _train_detector(cfg, av_cfg, model, frames, boxes, clusters, out: Path) -> N
                  else "random init (architecture differs from the AV frame net)")
     history = train_detector(det, frames.images, boxes, clusters, cfg.detector)
     save_detector(det, out / "detector", cfg.detector, av_cfg.avloc.clusters, mean, std, size)
-    with open(out / "detector" / "losses.jsonl", "w") as fh:
+    with atomic_open(out / "detector" / "losses.jsonl") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in history)
 
 
@@ -172,13 +173,13 @@ def _evaluate(cfg, av_cfg, model, frames, train_frames, out: Path) -> dict:
               "classes": names, "naming": {str(k): v for k, v in sorted(hung.items())}}
     if "random" in av_rows:
         report["random_init"] = av_rows["random"]
-    (out / "detector" / "naming.json").write_text(json.dumps({"hungarian": {
-        str(c): names[k] if k < len(names) else str(k) for c, k in sorted(hung.items())}}, indent=1))
+    write_json(out / "detector" / "naming.json", {"hungarian": {
+        str(c): names[k] if k < len(names) else str(k) for c, k in sorted(hung.items())}})
     report["pictures"] = evaluate.draw(out, eval_frames, dets, hung, av_boxes["trained"],
                                        names, cfg.pictures)
     report = _finite(report)  # NaN is not JSON: a metric without ground truth is left out
     if not report["frames_with_box"]:
         report["note"] = "no ground-truth boxes in the evaluation shards: mAP and loc_acc need them"
-    (out / "detect_eval.json").write_text(json.dumps(report, indent=1))
+    write_json(out / "detect_eval.json", report)
     log.info("detect eval: map50 %s, loc_acc %s", report.get("map50", "n/a"), report.get("loc_acc", "n/a"))
     return report

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import load_config
-from pipeline.data.loader import ClipLoader, LoaderConfig
+from pipeline.loader.loader import ClipLoader, LoaderConfig
 from pipeline.export.load import load_backbone, read_spec
 
 

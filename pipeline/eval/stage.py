@@ -26,6 +26,7 @@ from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.linear_probe import linear_probe_accuracy
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
+from pipeline.io.atomic import save_npz, write_json
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ def run(cfg: EvalConfig) -> dict:
         if pretrained:
             result.update(metrics)
             result["n_train"], result["n_test"] = len(train["key"]), len(test["key"])
-            np.savez_compressed(out / "embeddings.npz", **{k: v for k, v in test.items()})
-            (out / "retrieval_examples.json").write_text(json.dumps(_examples(test), indent=1))
+            save_npz(out / "embeddings.npz", test)
+            write_json(out / "retrieval_examples.json", _examples(test))
         else:
             result["random_init"] = metrics
     if cfg.detect_eval:
@@ -124,7 +125,7 @@ def run(cfg: EvalConfig) -> dict:
     if cfg.cluster_eval:
         ce = json.loads(Path(cfg.cluster_eval).read_text())
         result.update({f"selavi_{k}": ce[k] for k in ("nmi", "ari", "cluster_acc") if k in ce})
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "eval.json", result, indent=2)
     log.info("eval: kNN %.3f (random %.3f), R@1 a2v %.1f -> %s", result.get("knn_top1", float("nan")),
              result.get("random_init", {}).get("knn_top1", float("nan")), result.get("r_at_1_a2v", float("nan")),
              out / "eval.json")

@@ -2,9 +2,8 @@
 safetensors plus a JSON config (architecture and the input it expects)."""
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.config import MISSING, load_config, save_config
 from pipeline.errors import InputError
+from pipeline.io.atomic import write_json
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 
@@ -80,7 +80,7 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
                          "out_dim": int(head["net.3.weight"].shape[0]), "normalize": cfg.model.normalize},
                 "input": _input_spec(cfg, kind, _shard_fps(cfg)), "method": cfg.method,
                 "source": str(run_dir)}
-        (folder / "config.json").write_text(json.dumps(spec, indent=2))
+        write_json(folder / "config.json", spec, indent=2)
         if torchscript and kind != "text":
             from pipeline.export.load import load_backbone
             net = load_backbone(folder)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pipeline.data.tokenizer import VOCAB_SIZE
+from pipeline.loader.tokenizer import VOCAB_SIZE
 from pipeline.errors import ConfigError
 
 POOLS = ("max", "mean")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.shard_lookup import read_samples
-from pipeline.data.video_decode import decode_decord
-from pipeline.data.wav_window import encode_wav, read_window
+from pipeline.io.atomic import write_text
+from pipeline.io.wav import encode_wav, read_window
+from pipeline.loader.lookup import read_samples
+from pipeline.loader.decode import decode_decord
 from pipeline.report.html import array_png, audio_tag, esc, page, png_tag
 
 
@@ -51,5 +52,5 @@ def write_cluster_browser(path: Path, shards: str, keys: list[str], clusters: np
             thumb = _thumb(samples[k]) if k in samples else "<span class='muted'>missing</span>"
             body.append(f"<div class='card'>{thumb}<br>{caption}<br>conf {confidence[i]:.2f}</div>")
         body.append("</div>")
-    path.write_text(page(title, "".join(body)))
+    write_text(path, page(title, "".join(body)))
     return path

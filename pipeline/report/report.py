@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import MISSING
-from pipeline.data.shard_lookup import read_samples
+from pipeline.io.atomic import write_text
+from pipeline.loader.lookup import read_samples
 from pipeline.report.cluster_browser import _thumb
 from pipeline.report.figures import curves, projection
 from pipeline.report.html import esc, page, png_tag, table
@@ -112,7 +113,7 @@ def build_report(cfg: ReportConfig) -> Path:
         for png in sorted(d.parent.glob("*.png")):
             body.append(f"<p>{esc(png.name)}</p>" + png_tag(png.read_bytes(), png.name, width=1100))
     path = Path(cfg.out) if cfg.out else run / "report.html"
-    path.write_text(page(f"report: {run.name}", "".join(body)))
+    write_text(path, page(f"report: {run.name}", "".join(body)))
     log.info("report -> %s", path)
     return path
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from pipeline.errors import ConfigError
 from pipeline.eval.clustering import clustering_metrics
+from pipeline.io.atomic import atomic_open, write_json
 from pipeline.report.cluster_browser import write_cluster_browser
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import setup_distributed
@@ -42,7 +43,7 @@ def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
 def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
     out = Path(cfg.out)
     labels = method.labels.cpu().numpy()
-    with open(out / "labels.csv", "w", newline="") as fh:
+    with atomic_open(out / "labels.csv", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key"] + [f"head{j}" for j in range(labels.shape[1])])
         for key, row in zip(method.keys, labels):
@@ -55,7 +56,7 @@ def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
         result["best_head_nmi"] = max(m["nmi"] for m in per_head)
         result["mean_nmi"] = float(np.mean([m["nmi"] for m in per_head]))
         result["per_head"] = per_head
-    (out / "cluster_eval.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "cluster_eval.json", result, indent=2)
     write_cluster_browser(out / "clusters.html", cfg.loader.shards, method.keys, labels[:, 0],
                           method.confidence.numpy(), list(true) if len(true) else None,
                           class_names(cfg.loader.shards), title=f"SeLaVi clusters: {out.name}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.config import MISSING
-from pipeline.data.loader import LoaderConfig
+from pipeline.loader.loader import LoaderConfig
 from pipeline.models.av_model import ModelConfig
 from pipeline.objectives.gdt import GDTConfig
 from pipeline.objectives.nce import NCEConfig

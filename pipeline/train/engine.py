@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import save_config
-from pipeline.data.loader import ClipLoader
+from pipeline.loader.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import any_rank, average_buffers, barrier, setup_distributed

@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.loader import ClipLoader
+from pipeline.loader.loader import ClipLoader
 from pipeline.models.av_model import AVModel
 from pipeline.objectives.gdt import GDT
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp

@@ -12,13 +12,15 @@ import os
 import tarfile
 from pathlib import Path
 
+from pipeline.io.atomic import commit, temp_path
+
 MTIME = 946684800  # 2000-01-01: any constant; 0 confuses some tar tools
 
 
 class DeterministicTar:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_path(self.path)
         self._tf = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
         self.members = 0
 
@@ -33,24 +35,10 @@ class DeterministicTar:
     def close(self) -> int:
         """Finish, fsync and rename into place; returns the shard's size in bytes."""
         self._tf.close()
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
-        return self.path.stat().st_size
+        return commit(self.tmp, self.path).stat().st_size
 
     def abort(self) -> None:
         try:
             self._tf.close()
         finally:
             self.tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text under a private temporary name, fsync, rename: all or nothing."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.config import MISSING
-from pipeline.data.corpus import VIDEO_EXTENSIONS
+from pipeline.shard.corpus import VIDEO_EXTENSIONS
 
 # keys whose value changes the bytes of a shard: part of each shard's fingerprint
 OUTPUT_KEYS = ("name", "clip_seconds", "stride_seconds", "min_clip_seconds", "min_seconds", "fps",

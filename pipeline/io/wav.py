@@ -1,9 +1,12 @@
-"""Read a window of a 16-bit PCM WAV held in memory without decoding the rest of it."""
+"""The project's one WAV format: 16-bit PCM with a canonical 44-byte header, written by
+``pcm_wav`` (shards, players) and read a window at a time by ``read_window`` (loader).
+
+A canonical header + raw samples means sample ``n`` lies at byte ``44 + 2 n`` per
+channel: any window is read by offset, without decoding the rest. ``wav_layout`` walks
+the RIFF chunks, so WAVs from elsewhere (extra chunks, stereo) read too."""
 from __future__ import annotations
 
-import io
 import struct
-import wave
 
 import numpy as np
 
@@ -54,13 +57,13 @@ def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = 
     return out
 
 
+def pcm_wav(pcm: bytes, rate: int) -> bytes:
+    """Mono 16-bit PCM samples -> a complete WAV file (no optional chunks)."""
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16,
+                         1, 1, rate, rate * 2, 2, 16, b"data", len(pcm))
+    return header + pcm
+
+
 def encode_wav(samples: np.ndarray, rate: int) -> bytes:
     """Mono float [-1, 1] -> 16-bit PCM WAV bytes."""
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    return pcm_wav((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes(), rate)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import binary_erosion
 
-from pipeline.data.synth_classes import SynthClass
+from pipeline.synth.classes import SynthClass
 
 
 def shape_mask(shape: str, size: int) -> np.ndarray:

@@ -34,8 +34,8 @@ from typing import BinaryIO, Callable
 import av
 import numpy as np
 
-from pipeline.data.clip_encoder import ClipEncoder
-from pipeline.data.clip_spans import clip_spans
+from pipeline.shard.clip_encoder import ClipEncoder
+from pipeline.shard.clip_spans import clip_spans
 
 log = logging.getLogger(__name__)
 

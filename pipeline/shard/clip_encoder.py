@@ -14,7 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from pipeline.data.av_write import x264_options
+from pipeline.io.x264 import x264_options
 
 
 class ClipEncoder:

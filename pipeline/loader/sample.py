@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline.data import tokenizer
-from pipeline.data.audio_transforms import (AudioConfig, LogMel, apply_spec_masks, draw_spec_masks,
+from pipeline.io.wav import read_window
+from pipeline.loader import tokenizer
+from pipeline.loader.audio_transforms import (AudioConfig, LogMel, apply_spec_masks, draw_spec_masks,
                                             jitter_wave)
-from pipeline.data.video_decode import get_decoder
-from pipeline.data.video_transforms import VideoAugConfig, augment_clip
-from pipeline.data.wav_window import read_window
+from pipeline.loader.decode import get_decoder
+from pipeline.loader.video_transforms import VideoAugConfig, augment_clip
 
 
 @dataclass

@@ -18,9 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import MISSING, ConfigError, save_config
-from pipeline.data.av_write import write_mp4
-from pipeline.data.synth_classes import SynthClass, caption, make_classes
-from pipeline.data.synth_render import (ObjectTrack, background, bouncing_track, mask_bbox,
+from pipeline.io.atomic import atomic_open, write_json
+from pipeline.synth.mp4 import write_mp4
+from pipeline.synth.classes import SynthClass, caption, make_classes
+from pipeline.synth.render import (ObjectTrack, background, bouncing_track, mask_bbox,
                                         paste, render_audio, sprite, envelope, visible_box,
                                         rim_mask, sounding_look)
 
@@ -128,12 +129,10 @@ def run(cfg: SynthConfig) -> dict:
         with ProcessPoolExecutor(workers) as pool:
             rows = list(tqdm(pool.map(_make_one, jobs, chunksize=4), total=len(jobs),
                              desc="synth", unit="video"))
-    tmp = out / "manifest.jsonl.tmp"
-    with open(tmp, "w") as fh:
+    with atomic_open(out / "manifest.jsonl") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
-    os.replace(tmp, out / "manifest.jsonl")
-    (out / "classes.json").write_text(json.dumps([c.to_json() for c in classes], indent=1))
+    write_json(out / "classes.json", [c.to_json() for c in classes])
     seconds = time.time() - start
     log.info("synth: %d videos, %d classes in %.1f s -> %s", len(rows), len(classes), seconds, out)
     return {"videos": len(rows), "classes": len(classes), "seconds": seconds,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tarfile
 from typing import Iterable
 
-from pipeline.data.loader import expand_shards
+from pipeline.loader.loader import expand_shards
 
 
 def read_samples(pattern: str, keys: Iterable[str], exts: tuple[str, ...] = ("mp4", "wav", "json")) -> dict:

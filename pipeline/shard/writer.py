@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.data.corpus import InputItem
-from pipeline.data.shard_config import OUTPUT_KEYS, ShardConfig
-from pipeline.data.shard_input import process_input
-from pipeline.data.tar_write import DeterministicTar, write_json_atomic
+from pipeline.io.atomic import write_text
+from pipeline.shard.corpus import InputItem
+from pipeline.shard.config import OUTPUT_KEYS, ShardConfig
+from pipeline.shard.input import process_input
+from pipeline.io.tar import DeterministicTar
 
 
 @dataclass
@@ -105,5 +106,5 @@ def write_shard(cfg: ShardConfig, job: ShardJob, classes: list[str],
              "seconds": round(sum(e.get("clip_seconds", 0.0) for e in entries), 3),
              "input_seconds": round(sum(e["seconds"] for e in entries), 3),
              "statuses": dict(sorted(statuses.items())), "inputs": entries}
-    write_json_atomic(stats_path(output, cfg.name, job.index), json.dumps(stats, indent=1))
+    write_text(stats_path(output, cfg.name, job.index), json.dumps(stats, indent=1))
     return stats

@@ -15,13 +15,14 @@ import os
 import tempfile
 from typing import Callable
 
-from pipeline.data.clip_spans import frames_of
-from pipeline.data.corpus import InputItem
-from pipeline.data.keys import input_prefix, sample_key
-from pipeline.data.probe import ProbeError, output_size, probe
-from pipeline.data.shard_audio import pcm_wav, read_window, rms, track_rms
-from pipeline.data.shard_config import ShardConfig
-from pipeline.data.transcode import Decoded, EncodedClip, TranscodeSettings, transcode
+from pipeline.io.wav import pcm_wav
+from pipeline.shard.clip_spans import frames_of
+from pipeline.shard.corpus import InputItem
+from pipeline.shard.keys import input_prefix, sample_key
+from pipeline.shard.probe import ProbeError, output_size, probe
+from pipeline.shard.audio_track import rms, track_rms, track_window
+from pipeline.shard.config import ShardConfig
+from pipeline.shard.transcode import Decoded, EncodedClip, TranscodeSettings, transcode
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, list[tuple[str, bytes]]], None]
@@ -151,7 +152,7 @@ def _members(item: InputItem, cfg: ShardConfig, classes: dict[str, int], key: st
     pcm = b""
     if audio_path:
         first = clip.start_frame * rate // fps  # windows tile the track exactly
-        pcm = read_window(audio_path, first, (clip.start_frame + clip.n_frames) * rate // fps - first)
+        pcm = track_window(audio_path, first, (clip.start_frame + clip.n_frames) * rate // fps - first)
         members.append(("wav", pcm_wav(pcm, rate)))
     if item.caption is not None:
         members.append(("txt", item.caption.encode("utf-8")))

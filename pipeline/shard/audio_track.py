@@ -1,4 +1,4 @@
-"""Clip audio windows from the decoded s16le mono track, as WAV bytes the loader can seek.
+"""Clip audio windows from the decoded s16le mono track (wrapped as WAV by ``pipeline.io.wav``).
 
 A canonical 44-byte header + raw 16-bit samples means sample ``n`` lies at byte
 ``44 + 2 n``: any window is read by offset, without decoding. Windows are exact sample
@@ -8,19 +8,11 @@ clip cover the same instants.
 from __future__ import annotations
 
 import os
-import struct
 
 import numpy as np
 
 
-def pcm_wav(pcm: bytes, rate: int) -> bytes:
-    """Mono 16-bit PCM samples -> a complete WAV file (no optional chunks)."""
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16,
-                         1, 1, rate, rate * 2, 2, 16, b"data", len(pcm))
-    return header + pcm
-
-
-def read_window(path: str, first: int, count: int) -> bytes:
+def track_window(path: str, first: int, count: int) -> bytes:
     """``count`` s16 samples from sample ``first`` of a raw track; zeros past its end."""
     out = bytearray(2 * count)
     with open(path, "rb") as fh:

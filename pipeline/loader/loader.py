@@ -14,11 +14,11 @@ from typing import Iterator
 import braceexpand
 import torch
 
-from pipeline.data.audio_transforms import AudioConfig
-from pipeline.data.batch_pool import SharedBatchPool
-from pipeline.data.clip_sample import ClipConfig, SampleDecoder
-from pipeline.data.clip_stream import ClipStream, StreamPlan, from_transfer
-from pipeline.data.video_transforms import VideoAugConfig
+from pipeline.loader.audio_transforms import AudioConfig
+from pipeline.loader.batch_pool import SharedBatchPool
+from pipeline.loader.sample import ClipConfig, SampleDecoder
+from pipeline.loader.stream import ClipStream, StreamPlan, from_transfer
+from pipeline.loader.video_transforms import VideoAugConfig
 from pipeline.errors import InputError
 
 

@@ -3,26 +3,13 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import av
 import numpy as np
 
-
-@lru_cache(maxsize=1)
-def x264_options() -> dict[str, str]:
-    """Extra PyAV libx264 options for bit-exact output. On a CPU with AVX-512, the x264
-    that PyAV bundles gave different bytes for the same frames from one encode to the next (about
-    one in five, in the same process; seen with PyAV 18.1 on a Sapphire Rapids core);
-    capped at AVX2 kernels its output is a function of its input again. Only capped where
-    AVX-512 is present, which implies AVX2: naming a level the CPU lacks would crash."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return {}
-    return {"x264-params": "asm=AVX2"} if {"avx512bw", "avx2"} <= flags else {}
+from pipeline.io.atomic import commit, temp_path
+from pipeline.io.x264 import THREADS, x264_options
 
 
 def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int,
@@ -34,13 +21,13 @@ def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int,
     looks complete but is not.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     with av.open(str(tmp), "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height = video.shape[2], video.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop or fps), **x264_options()}
-        vs.codec_context.thread_count = 1  # bit-exact output for a seed
+        vs.codec_context.thread_count = THREADS  # bit-exact output for a seed
         astream = None
         if audio is not None:
             astream = out.add_stream("aac", rate=audio_rate, layout="mono")
@@ -64,5 +51,4 @@ def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int,
                     out.mux(packet)
             for packet in astream.encode():
                 out.mux(packet)
-    os.replace(tmp, path)
-    return path
+    return commit(tmp, path)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline.data.colour_jitter import jitter_affine, normalised_affine
-from pipeline.data.fused_video import crop_resize
+from pipeline.loader.colour_jitter import jitter_affine, normalised_affine
+from pipeline.loader.fused_video import crop_resize
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from pipeline.data.tar_write import write_json_atomic
+from pipeline.io.atomic import write_text
 
 
 def build_index(output: str | Path, name: str, classes: list[str], stats: list[dict],
@@ -35,7 +35,7 @@ def build_index(output: str | Path, name: str, classes: list[str], stats: list[d
                     "seconds": s["seconds"]} for s in stats],
         "inputs": inputs,
     }
-    write_json_atomic(Path(output) / "index.json", json.dumps(index, indent=1))
+    write_text(Path(output) / "index.json", json.dumps(index, indent=1))
     return index
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, save_config
-from pipeline.data.corpus import InputItem, class_names, read_corpus
-from pipeline.data.index import build_index, stray_shards, summary_table
-from pipeline.data.keys import input_prefix
-from pipeline.data.shard_config import OUTPUT_KEYS, ShardConfig
-from pipeline.data.shard_writer import ShardJob, fingerprint, read_stats, write_shard
-from pipeline.data.transcode import kill_with_parent
+from pipeline.shard.corpus import InputItem, class_names, read_corpus
+from pipeline.shard.index import build_index, stray_shards, summary_table
+from pipeline.shard.keys import input_prefix
+from pipeline.shard.config import OUTPUT_KEYS, ShardConfig
+from pipeline.shard.writer import ShardJob, fingerprint, read_stats, write_shard
+from pipeline.shard.transcode import kill_with_parent
 from pipeline.errors import InputError
 
 __all__ = ["ShardConfig", "Plan", "make_plan", "parse_slice", "incomplete_slices", "merge", "run"]

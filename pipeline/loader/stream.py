@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.data.batch_pool import SharedBatchPool
-from pipeline.data.clip_sample import SampleDecoder
+from pipeline.loader.batch_pool import SharedBatchPool
+from pipeline.loader.sample import SampleDecoder
 from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
