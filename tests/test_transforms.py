@@ -79,30 +79,25 @@ def test_augment_is_a_function_of_the_rng_and_same_for_all_frames():
 
 @pytest.mark.parametrize("crop", [(3, 5, 30, 41), (0, 0, 48, 64), (10, 20, 9, 13)])
 @pytest.mark.parametrize("flip", [False, True])
-def test_native_crop_resize_colour_equals_torchvision(crop, flip):
-    """The C passes (shrinking, whole frame, enlarging; mirrored or not) equal torchvision's
-    antialiased resize of the same crop followed by the colour transform, and the mean
-    colour they report is the mean of the resized clip."""
+def test_crop_resize_colour_equals_torchvision(crop, flip):
+    """The crop pass (shrinking, whole frame, enlarging; mirrored or not; torch ops since no
+    C is compiled at run time) is torchvision's antialiased resize of the same crop followed
+    by the colour transform, within the grey level that its uint8 resize rounds to."""
     from pipeline.loader.colour_jitter import normalised_affine
-    from pipeline.loader.fused_video import _lib, crop_resize
-    assert _lib() is not None, "no C compiler: the fused loader pass is not being tested"
+    from pipeline.loader.fused_video import crop_resize
     g = torch.Generator().manual_seed(7)
     frames = torch.randint(0, 256, (3, 48, 64, 3), dtype=torch.uint8, generator=g)
-    native = crop_resize(frames, *crop, 24, flip=flip)
+    crop_pass = crop_resize(frames, *crop, 24, flip=flip)
     ref = TF.resized_crop(frames.permute(0, 3, 1, 2).float(), *crop, [24, 24], antialias=True)
-    assert np.allclose(native.mean, ref.double().mean(dim=(0, 2, 3)).numpy() / 255, atol=1e-6)
+    assert np.allclose(crop_pass.mean, ref.double().mean(dim=(0, 2, 3)).numpy() / 255, atol=2e-3)
     ident = (np.eye(3), np.zeros(3), np.full(3, -np.inf), np.full(3, np.inf))
-    got = native.planes(*ident).clone()
+    got = crop_pass.planes(*ident).clone()
     assert got.shape == (3, 3, 24, 24) and got.dtype == torch.float32
-    assert torch.allclose(got, affine_planes(ref, flip, *ident), atol=1e-3)
-    m, b = compose_affine([("saturation", 1.3), ("hue", 0.1), ("contrast", 0.8)], native.mean)
+    assert (got - affine_planes(ref, flip, *ident)).abs().max() <= 1.0 + 1e-3
+    m, b = compose_affine([("saturation", 1.3), ("hue", 0.1), ("contrast", 0.8)], crop_pass.mean)
     args = normalised_affine(m, b, (0.4, 0.4, 0.4), (0.2, 0.25, 0.3))
     jittered = crop_resize(frames, *crop, 24, flip=flip).planes(*args)
-    assert torch.allclose(jittered, affine_planes(ref, flip, *args), atol=1e-4)
-    # torchvision's uint8 resize rounds after each of its two passes: within a grey level
-    torch_path = crop_resize(frames, *crop, 24, flip=flip, native=False)
-    assert (torch_path.planes(*ident) - got).abs().max() <= 1.0 + 1e-3
-    assert np.allclose(torch_path.mean, native.mean, atol=2e-3)
+    assert torch.allclose(jittered, affine_planes(got.transpose(0, 1), False, *args), atol=1e-4)
 
 
 def test_augmentation_agrees_with_its_all_torch_version():

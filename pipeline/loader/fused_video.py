@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pipeline.native import load_library
 
 _SRC = r"""
 #include <stdint.h>
@@ -102,10 +101,9 @@ _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 
 
 def _lib() -> ctypes.CDLL | None:
-    return load_library("fused_video", _SRC, _CFLAGS, signatures={
-        "crop_resize": [_P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64,
-                        _P, _P, _I64, _P, _P, _P],
-        "planes_affine": [_P, _I64, _P, _P, _P, _P]})
+    """None: C is no longer compiled at run time (issue 17), so the torch path runs.
+    (The data-path rewrite, issue 15, removes this module.)"""
+    return None
 
 
 @lru_cache(maxsize=4096)

@@ -16,24 +16,34 @@ Design, driven by N = 1.28M x K = 3000 (a float32 copy alone is 15.4 GB):
 - The float32 kernel is cached when it fits ``cache_gb`` (then an iteration is a single
   read of it); otherwise it is recomputed from the caller's (e.g. float16) log-probs
   every iteration, so peak memory is the input plus O(chunk * K). On CPU the pass runs
-  in fused C row kernels (``sinkhorn_cpu``); elsewhere, or as fallback, in torch ops.
+  in fused row kernels compiled by numba (``sinkhorn_rows``: the same results on every
+  machine and thread count); on GPU, for float64/bfloat16 input or with native=False, in
+  torch ops. Which one ran is logged once per process (``sinkhorn backend: ...``).
 - Iterations, update order and the stopping check mirror POT (``sinkhorn_log``), so
   with the same iteration count both return the same plan up to rounding.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 import torch.distributed as dist
 
-from pipeline.objectives import sinkhorn_cpu
+from pipeline.objectives import sinkhorn_rows
 from pipeline.objectives.marginals import KINDS, target_marginals
 
 _FLOOR = -87.0  # exp() of anything lower is subnormal in float32 (and ~10x slower)
 _ABSORB_RANGE = 30.0  # re-absorb once the pending scaling spans more than e^30
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=None)
+def _announce_torch(device: str, reason: str) -> None:
+    log.info("sinkhorn backend: torch ops on %s (%s)", device, reason)
 
 
 @dataclass
@@ -61,10 +71,11 @@ class SinkhornConfig:
         "help": "Cache the float32 kernel (N_local*K*4 bytes) if it fits in this many GB; "
                 "otherwise recompute it from the log-probs every iteration."})
     native: bool = field(default=True, metadata={
-        "help": "On CPU with float16/float32 input, use the fused C row kernels "
-                "(compiled on first use; falls back to torch ops if that fails)."})
+        "help": "On CPU with float16/float32 input, run the passes in the fused numba row "
+                "kernels (compiled once per process); false: torch ops (as on GPU)."})
     threads: int = field(default=0, metadata={
-        "help": "Threads for the native kernels; 0 = torch.get_num_threads()."})
+        "help": "Threads for the numba kernels (results do not depend on it); "
+                "0 = torch.get_num_threads()."})
 
 
 @dataclass
@@ -81,7 +92,7 @@ class SinkhornResult:
     converged: bool
     cached: bool  # whether the float32 kernel was cached
     kernel_builds: int  # passes that (re)built the kernel from the log-probs
-    native: bool  # whether the fused C kernels ran the passes
+    native: bool  # whether the fused numba row kernels ran the passes
 
 
 def _distributed() -> bool:
@@ -136,8 +147,12 @@ class _Solver:
         self.log_a, self.log_b = self.a.log(), -math.log(self.n_global)
         self.cached = self.n * self.k * 4 <= cfg.cache_gb * 1e9
         self.kern = torch.empty(self.n, self.k, **f32) if self.cached else None
-        self.native = cfg.native and self.n > 0 and sinkhorn_cpu.supports(log_p)
-        self.threads = cfg.threads or torch.get_num_threads()
+        self.native = cfg.native and self.n > 0 and sinkhorn_rows.supports(log_p)
+        if self.native:
+            self.rows_cpu = sinkhorn_rows.RowPasses(self.n, self.k, cfg.threads or torch.get_num_threads())
+        else:
+            _announce_torch(self.dev.type, "native=false" if not cfg.native else "no rows" if not self.n
+                            else f"{log_p.dtype} input with strides {log_p.stride()}")
         self.row_off = torch.empty(self.n, **f64)  # kernel row stabiliser (absolute)
         self.s = torch.empty(self.n, **f32)  # kernel row . rho
         self.log_r = torch.zeros(self.k, **f64)  # POT starts from uniform u as well
@@ -145,7 +160,7 @@ class _Solver:
         self.builds = 0
 
     def _torch_pass(self, absorb, rho):
-        """Reference path (GPU, float64/bfloat16 input, no compiler): two mat-vecs per chunk."""
+        """Reference path (GPU, float64/bfloat16 input, native=False): two mat-vecs per chunk."""
         col = torch.zeros(self.k, device=self.dev, dtype=torch.float64)
         inv, tmp = torch.empty_like(self.s[: self.rows]), torch.empty_like(rho)
         for s, e in _chunks(self.n, self.rows):
@@ -185,11 +200,11 @@ class _Solver:
             col = self._torch_pass(absorb, rho)
         elif absorb:
             rmax = torch.empty(self.n, dtype=torch.float32)
-            col = sinkhorn_cpu.build_pass(self.x, self.lmax, self.lam, self.g_centred, rho, self.kern,
-                                          rmax, self.s, self.threads)
+            col = self.rows_cpu.build(self.x, self.lmax, self.lam, self.g_centred, rho, self.kern,
+                                      rmax, self.s)
             self.row_off = self.lam * self.lmax.double() + self.g_ref + rmax.double()
         else:
-            col = sinkhorn_cpu.cached_pass(self.kern, rho, self.s, self.threads)
+            col = self.rows_cpu.cached(self.kern, rho, self.s)
         return col, self.s.double().reciprocal_().sum()
 
     def exact_columns(self, bad, log_c):
@@ -274,6 +289,8 @@ def sinkhorn_knopp(log_p: torch.Tensor, cfg: SinkhornConfig | None = None, *,
         log_c, err, converged, done = solver.solve()
     finally:
         torch.set_num_threads(omp_threads)
+        if solver.native:
+            solver.rows_cpu.close()
     solver.kern = solver.ws = None  # free the cache before the label pass allocates
     labels, soft = solver.labels(return_soft)
     return SinkhornResult(labels=labels, soft=soft, log_r=solver.log_r, log_c=log_c,

@@ -1,0 +1,200 @@
+"""Fused CPU row passes of the Sinkhorn solver, compiled by numba (no C compiler needed).
+
+Why by hand: on CPU a Sinkhorn iteration is memory-bound, and torch needs two mat-vecs
+(plus ~8 elementwise passes and an exp when the kernel is rebuilt) per chunk. One loop per
+row reads each kernel row once while it sits in L1: build it from the float16/32
+log-probs (exp included), dot it with rho, add row/s into the column sums. No library
+offers that fusion.
+
+Same results on every machine, whatever its instruction set or core count:
+- numba compiles without fast-math, so LLVM neither reorders float sums nor fuses
+  multiply-adds: every vector width gives the sequential result. The sums that must be
+  fast are written with 8 explicit accumulators in a fixed order, which the vectoriser
+  maps to SIMD lanes without changing the arithmetic.
+- exp is a fixed polynomial (Cody-Waite reduction, Cephes' degree-5 minimax fit, error
+  below 1.5 ulp) made of IEEE basic operations, not the host's libm (whose ISA-dispatched
+  variants may round differently); float16 is converted exactly with integer bit moves.
+- Rows are cut into fixed blocks of ``BLOCK_ROWS``; each block's column sums are kept
+  apart and added in block order, so the thread count never changes a rounding.
+
+Compiled on first use in each process (``cache=False``): numba's on-disk cache is a pickle
+that numba loads without an owner or content check, and a truncated cache file makes
+every later call fail, so nothing is read from or written to disk; compiling costs a few
+seconds once per process (measured in the README's benchmark notes). The kernels release
+the GIL, so Python threads run row ranges in parallel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit
+from numba.extending import intrinsic
+
+BLOCK_ROWS = 256  # rows whose column sums are kept together (fixed: thread-count independent)
+FLUSH_ROWS = 64  # rows summed in float32 before adding to the block's float64 column sums
+FLOOR = np.float32(-87.0)  # exp() of anything lower is subnormal in float32 (and ~10x slower)
+
+_JIT = dict(nogil=True, error_model="numpy", boundscheck=False, fastmath=False, cache=False)
+_U = np.uint32
+_F = np.float32
+_LOG2E, _LN2_HI, _LN2_LO = _F(1.4426950408889634), _F(0.693359375), _F(-2.12194440e-4)
+_P0, _P1, _P2, _P3, _P4, _P5 = (_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                                 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+_ONE, _HALF, _MIN_NORMAL_F16 = _F(1.0), _F(0.5), _F(6.103515625e-05)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma): exact by definition on every machine (libm's
+    fmaf where the CPU has no FMA unit). Also why not a * b + c: products that underflow
+    to subnormal floats (most kernel entries sit near exp(FLOOR)) cost ~20x in a plain
+    multiply on x86, and nothing in an FMA unit."""
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@njit(**_JIT)
+def _half_row(src, e, lm, lam, gc):
+    """e = lam * (float(src) - lm) + gc for IEEE half bits ``src`` (exact conversion:
+    normal, subnormal, zero, inf, nan), in two vectorisable loops."""
+    k = src.shape[0]
+    bits = e.view(np.uint32)
+    for j in range(k):
+        h = _U(src[j])
+        ex = h & _U(0x7C00)
+        # rebias the exponent (15 -> 127); subnormals get 2^-14 added, removed below
+        off = _U(113 << 23) if ex == _U(0) else (_U(224 << 23) if ex == _U(0x7C00) else _U(112 << 23))
+        bits[j] = (((h & _U(0x7FFF)) << _U(13)) + off) | ((h & _U(0x8000)) << _U(16))
+    for j in range(k):
+        v = e[j]
+        if (_U(src[j]) & _U(0x7C00)) == _U(0):
+            v = v - _MIN_NORMAL_F16 if v > 0 else v + _MIN_NORMAL_F16
+        e[j] = lam * (v - lm) + gc[j]
+
+
+@njit(**_JIT)
+def _float_row(src, e, lm, lam, gc):
+    for j in range(src.shape[0]):
+        e[j] = lam * (src[j] - lm) + gc[j]
+
+
+@njit(**_JIT)
+def _row_max(e):
+    k = e.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = e[0]
+    j = 0
+    while j + 8 <= k:
+        m0 = max(m0, e[j]); m1 = max(m1, e[j + 1]); m2 = max(m2, e[j + 2]); m3 = max(m3, e[j + 3])
+        m4 = max(m4, e[j + 4]); m5 = max(m5, e[j + 5]); m6 = max(m6, e[j + 6]); m7 = max(m7, e[j + 7])
+        j += 8
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    while j < k:
+        m = max(m, e[j])
+        j += 1
+    return m
+
+
+@njit(**_JIT)
+def _exp_shifted(e, m, scale):
+    """e = exp(max(e - m, FLOOR)); ``scale`` is a uint32 scratch row for the 2^n factors."""
+    k = e.shape[0]
+    for j in range(k):
+        d = max(e[j] - m, FLOOR)
+        t = np.floor(d * _LOG2E + _HALF)  # d = t ln2 + r, |r| <= ln2 / 2
+        r = d - t * _LN2_HI - t * _LN2_LO
+        e[j] = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * (r * r) + r + _ONE
+        scale[j] = _U(np.int32(t) + 127) << _U(23)  # 2^t as float32 bits; t >= -126: normal
+    factor = scale.view(np.float32)
+    for j in range(k):
+        e[j] *= factor[j]
+
+
+@njit(**_JIT)
+def _dot(e, rho):
+    k = e.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _F(0.0)
+    j = 0
+    while j + 8 <= k:
+        a0 = _fma(e[j], rho[j], a0); a1 = _fma(e[j + 1], rho[j + 1], a1)
+        a2 = _fma(e[j + 2], rho[j + 2], a2); a3 = _fma(e[j + 3], rho[j + 3], a3)
+        a4 = _fma(e[j + 4], rho[j + 4], a4); a5 = _fma(e[j + 5], rho[j + 5], a5)
+        a6 = _fma(e[j + 6], rho[j + 6], a6); a7 = _fma(e[j + 7], rho[j + 7], a7)
+        j += 8
+    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    while j < k:
+        s = _fma(e[j], rho[j], s)
+        j += 1
+    return s
+
+
+@njit(**_JIT)
+def _finish_row(e, rho, colf):
+    """s = e . rho; colf += e / s."""
+    s = _dot(e, rho)
+    w = _ONE / s
+    for j in range(e.shape[0]):
+        colf[j] = _fma(w, e[j], colf[j])
+    return s
+
+
+@njit(**_JIT)
+def _flush(colf, col):
+    for j in range(colf.shape[0]):
+        col[j] += colf[j]
+        colf[j] = 0.0
+
+
+@njit(**_JIT)
+def cached_blocks(kern, rho, s_out, parts, b0, b1):
+    """Blocks [b0, b1) of a cached kernel: s_out = kern . rho, parts[b] = sum kern / s."""
+    n, k = kern.shape
+    colf = np.zeros(k, np.float32)
+    for b in range(b0, b1):
+        col = parts[b]
+        col[:] = 0.0
+        for i in range(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n)):
+            s_out[i] = _finish_row(kern[i], rho, colf)
+            if (i + 1) % FLUSH_ROWS == 0:
+                _flush(colf, col)
+        _flush(colf, col)
+
+
+@njit(**_JIT)
+def build_blocks(xh, xf, half, ld, lmax, lam, gc, rho, kern_out, store, rmax_out, s_out, parts, b0, b1):
+    """As ``cached_blocks`` on kernel rows exp(max(lam*(x - lmax) + gc - rowmax, FLOOR))
+    rebuilt from log-probs x: row i is ``[i*ld, i*ld + k)`` of the flat half bits ``xh``
+    if ``half``, else of the flat float32 ``xf``; stored to ``kern_out`` when ``store``."""
+    n = lmax.shape[0]
+    k = gc.shape[0]
+    colf = np.zeros(k, np.float32)
+    buf = np.empty(k, np.float32)
+    scale = np.empty(k, np.uint32)
+    for b in range(b0, b1):
+        col = parts[b]
+        col[:] = 0.0
+        for i in range(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n)):
+            e = kern_out[i] if store else buf
+            if half:
+                _half_row(xh[i * ld: i * ld + k], e, lmax[i], lam, gc)
+            else:
+                _float_row(xf[i * ld: i * ld + k], e, lmax[i], lam, gc)
+            m = _row_max(e)
+            _exp_shifted(e, m, scale)
+            rmax_out[i] = m
+            s_out[i] = _finish_row(e, rho, colf)
+            if (i + 1) % FLUSH_ROWS == 0:
+                _flush(colf, col)
+        _flush(colf, col)
+
+
+@njit(**_JIT)
+def sum_blocks(parts, out):
+    """out = sum of the block column sums, in block order."""
+    out[:] = 0.0
+    for b in range(parts.shape[0]):
+        for j in range(parts.shape[1]):
+            out[j] += parts[b, j]
