@@ -88,14 +88,15 @@ def _help(command: str, stage_name: str | None) -> str:
     lines += ["", "SLURM keys (slurm.KEY=VALUE over the profile from pipeline/configs/slurm/):"]
     lines += _keys_help(SlurmConfig, "slurm.")
     if stage_name:
-        from jobs.launch import find_stage
-        lines += ["", "stage " + _stage_help(find_stage(stage_name), "").split("\n", 1)[1]]
+        from pipeline.stages import STAGES
+        lines += ["", "stage " + _stage_help(STAGES[stage_name], "").split("\n", 1)[1]]
     return "\n".join(lines)
 
 
 def _launch(command: str, stage_name: str, args: list[str]) -> int:
-    from jobs.launch import find_stage, launch_stage, wait
+    from jobs.launch import launch_stage, wait
     from pipeline.cli import build_config, parse_args
+    from pipeline.stages import STAGES
 
     if "-h" in args or "--help" in args:
         print(_help(command, stage_name))
@@ -103,7 +104,7 @@ def _launch(command: str, stage_name: str, args: list[str]) -> int:
     launch_over, slurm_over, rest = split_args(args)
     launch = load_launch(tuple(launch_over))
     slurm = load_slurm(stage_name, launch.slurm, tuple(slurm_over))
-    stage = find_stage(stage_name)
+    stage = STAGES[stage_name]
     files, overrides, quiet = parse_args(stage, rest)
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # jobs inherit the submitter's environment

@@ -6,7 +6,6 @@ script, so a dry run prints exactly what would be submitted.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import submitit
 
 from jobs.config import SlurmConfig
+from pipeline.compat import sbatch_script
 from pipeline.config import ConfigError
 
 _SLURM_CONF_PLACES = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf")
@@ -89,12 +89,8 @@ def make_executor(cluster: str, folder: Path, s: SlurmConfig, name: str) -> subm
 def describe(cluster: str, folder: Path, s: SlurmConfig, name: str, array_size: int) -> str:
     """What would be submitted: the sbatch script on slurm, the parameters elsewhere."""
     path = folder / "%j"
-    if cluster == "slurm":
-        from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
-        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
-                            shlex.quote(str(path))])
-        return _make_sbatch_string(command=command, folder=path,
-                                   **slurm_parameters(s, name, array_size))
+    if cluster == "slurm":  # the script submitit writes
+        return sbatch_script(str(path), slurm_parameters(s, name, array_size), sys.executable)
     if cluster == "local":
         params = local_parameters(s, name)
         jobs = f"{array_size} local processes" if array_size > 1 else "1 local process"

@@ -78,21 +78,11 @@ def launch_stage(stage_name: str, files: Sequence[str] = (), overrides: Sequence
     from jobs.config import load_slurm
     from jobs.tasks import StageTask
     from pipeline.cli import build_config
+    from pipeline.stages import STAGES
 
-    stage = find_stage(stage_name)
+    stage = STAGES[stage_name]
     cfg = build_config(stage, list(files), list(overrides))
     launch = launch or LaunchConfig()
     slurm = slurm or load_slurm(stage_name)
     return submit(stage_name, StageTask(stage.target), [cfg], [""], launch, slurm, cfg)
 
-
-def find_stage(name: str):
-    """The registered stage, or one error listing the known ones."""
-    from pipeline.config import ConfigError
-    from pipeline.stages import STAGES, find
-
-    stage = find(name, STAGES)
-    if stage is None:
-        known = ", ".join(s.name for s in STAGES)
-        raise ConfigError(f"unknown stage '{name}' (registered in pipeline/stages.py: {known})")
-    return stage

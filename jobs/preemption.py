@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from submitit.core.job_environment import JobEnvironment, SignalHandler
+from submitit import JobEnvironment
+
+from pipeline.compat import preempt_signal, submitit_requeue
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +34,16 @@ class StopOnSignal:
     """Installs the flag handler for the pre-emption signal; keeps submitit's for later."""
 
     def __init__(self) -> None:
-        self.signum = JobEnvironment._usr_sig()  # honours SUBMITIT_PREEMPT_SIGNAL
+        self.signum = preempt_signal()  # honours SUBMITIT_PREEMPT_SIGNAL
         self.received = False
-        self._submitit_handler: Any = signal.getsignal(self.signum)
+        self.requeue = submitit_requeue(signal.getsignal(self.signum))
         signal.signal(self.signum, self._on_signal)
         self._pickle = self._submitted_pickle()
         self._pickle_stamp = self._stamp()
 
     def _submitted_pickle(self) -> Path | None:
         """The pickle rank 0 replaces (with our ``checkpoint()``) right before requeueing."""
-        if self.submitit_handler is None:  # debug executor: no job folder, no requeue
+        if self.requeue is None:  # debug executor: no job folder, no requeue
             return None
         return Path(JobEnvironment().paths.submitted_pickle)
 
@@ -60,11 +62,6 @@ class StopOnSignal:
         """The engine's ``stop_requested``: true once this task got the signal."""
         return self.received
 
-    @property
-    def submitit_handler(self) -> SignalHandler | None:
-        owner = getattr(self._submitit_handler, "__self__", None)
-        return owner if isinstance(owner, SignalHandler) else None
-
     def hand_over(self, rank: int, wait_s: float = 60.0) -> None:
         """After the engine saved and returned "interrupted": requeue (rank 0) and exit.
 
@@ -73,13 +70,12 @@ class StopOnSignal:
         the job's error). Without a submitit handler (debug executor) nothing is requeued
         and the caller returns the "interrupted" result.
         """
-        handler = self.submitit_handler
-        if handler is None:
+        if self.requeue is None:
             log.warning("stop requested but no submitit signal handler: not requeued")
             return
         if rank == 0:
             log.info("checkpoint saved on all ranks; handing over to submitit to requeue")
-            handler.checkpoint_and_try_requeue(self.signum, None)
+            self.requeue(self.signum)
             return  # not reached: submitit exits or raises
         log.info("rank %d: checkpoint saved; rank 0 requeues the job", rank)
         deadline = time.monotonic() + wait_s

@@ -13,9 +13,11 @@ from typing import Any
 
 from jobs.config import LaunchConfig, SlurmConfig, load_slurm
 from jobs.executor import default_cluster
-from jobs.launch import find_stage, submit
-from jobs.tasks import StageTask, replace_key, resolve
+from jobs.launch import submit
+from jobs.tasks import StageTask, replace_key
 from pipeline.config import ConfigError
+from pipeline.registry import resolve
+from pipeline.stages import STAGES
 
 
 def plan_slices(cfg: Any, slices: int, cluster: str, slurm: SlurmConfig,
@@ -35,7 +37,7 @@ def launch_shard(cfg: Any, launch: LaunchConfig | None = None,
     """Submit the incomplete slices as one array; returns (jobs, labels)."""
     launch = launch or LaunchConfig()
     slurm = slurm or load_slurm("shard")
-    stage = find_stage("shard")
+    stage = STAGES["shard"]
     module = stage.target.split(":")[0]
     cluster = launch.cluster or default_cluster()
     n, todo = plan_slices(cfg, launch.slices, cluster, slurm, module)

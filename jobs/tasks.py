@@ -6,24 +6,19 @@ job picks up the installed code rather than a pickled copy of it.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 from omegaconf import OmegaConf
 
 from jobs.preemption import StopOnSignal
 from pipeline.config import ConfigError, flat_fields
+from pipeline.registry import resolve
 
 ENGINE = "pipeline.train.engine:train"
 log = logging.getLogger(__name__)
-
-
-def resolve(spec: str) -> Callable[..., Any]:
-    module, attr = spec.split(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def _setup_logging() -> None:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pipeline.config import CONFIGS, ConfigError, flat_fields, load_config
 from pipeline.errors import InputError
-from pipeline.stages import BENCHES, STAGES, Stage, find
+from pipeline.stages import BENCHES, STAGES, Stage
 
 PROG = "python -m pipeline"
 
@@ -96,10 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {b.name:<10} {b.help}")
             return 0
         name, rest, table, prefix = rest[0], rest[1:], BENCHES, "bench "
-    stage = find(name, table)
-    if stage is None:
-        known = ", ".join(s.name for s in table)
-        print(f"error: unknown {prefix or 'stage '}'{name}'; choose from: {known}", file=sys.stderr)
+    try:
+        stage = table[name]
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     if "-h" in rest or "--help" in rest:
         print(_stage_help(stage, prefix))

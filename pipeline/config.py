@@ -30,14 +30,15 @@ class ConfigError(ValueError):
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
+    """Every dotted key of a config (unresolved: no interpolation runs), for suggestions."""
     if isinstance(node, DictConfig):
-        for k in node.keys():
+        node = OmegaConf.to_container(node, resolve=False, throw_on_missing=False)
+    keys = []
+    if isinstance(node, dict):
+        for k, child in node.items():
             full = f"{prefix}.{k}" if prefix else str(k)
-            child = node._get_node(k)
             keys.append(full)
-            if isinstance(child, DictConfig):
-                keys.extend(_leaf_keys(child, full))
+            keys.extend(_leaf_keys(child, full))
     return keys
 
 

@@ -17,7 +17,7 @@ from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
 from pipeline.io.atomic import write_json
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Demo:
 
     def stage(self, name: str, files: list[str], overrides: list[str]) -> dict:
         """Run a registered stage exactly as the CLI would, and time it."""
-        spec = find(name, STAGES)
+        spec = STAGES[name]
         start = time.time()
         log.info("demo: %s %s", name, " ".join(overrides))
         result = spec.load_target()(build_config(spec, files, overrides))

@@ -1,13 +1,14 @@
 """The stages the CLI and ``jobs/`` can run: name -> config schema and ``run`` function.
 
-Imports are lazy (``module:attr`` strings) so ``--help`` does not pay for torch.
-A stage is listed here only once it works end to end.
+Imports are lazy (``module:attr`` strings, see ``pipeline.registry``) so ``--help`` does
+not pay for torch. A stage is listed here only once it works end to end.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from pipeline.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,18 @@ class Stage:
     default_config: str | None = None  # file under pipeline/configs/ merged before the user's
 
     def load_schema(self) -> type:
-        return _resolve(self.schema)
+        return resolve(self.schema)
 
     def load_target(self) -> Callable[[Any], dict]:
-        return _resolve(self.target)
+        return resolve(self.target)
 
 
-def _resolve(spec: str) -> Any:
-    module, attr = spec.split(":")
-    return getattr(importlib.import_module(module), attr)
+def _table(what: str, *stages: Stage) -> Registry[Stage]:
+    return Registry(what, [(s.name, s) for s in stages])
 
 
-STAGES: tuple[Stage, ...] = (
+STAGES = _table(
+    "stage",
     Stage("synth", "pipeline.synth.stage:SynthConfig", "pipeline.synth.stage:run",
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
     Stage("shard", "pipeline.shard.stage:ShardConfig", "pipeline.shard.stage:run",
@@ -57,7 +58,8 @@ STAGES: tuple[Stage, ...] = (
           "the whole pipeline end to end on CPU (synthetic corpus unless corpus=DIR)"),
 )
 
-BENCHES: tuple[Stage, ...] = (
+BENCHES = _table(
+    "benchmark",
     Stage("train", "pipeline.bench.train:Config", "pipeline.bench.train:run",
           "steps/s of the DeepSpeed engine vs a plain PyTorch loop (same model, data in memory)"),
     Stage("loader", "pipeline.bench.loader:Config", "pipeline.bench.loader:run",
@@ -67,7 +69,3 @@ BENCHES: tuple[Stage, ...] = (
     Stage("shard", "pipeline.bench.shard:Config", "pipeline.bench.shard:run",
           "input seconds/s of the shard stage vs plain ffmpeg transcoding the same inputs"),
 )
-
-
-def find(name: str, table: tuple[Stage, ...]) -> Stage | None:
-    return next((s for s in table if s.name == name), None)

@@ -21,9 +21,9 @@ def synth_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth_shards(synth_corpus, tmp_path_factory) -> Path:
     """The synthetic corpus sharded by the real shard stage (6 videos per shard)."""
-    from pipeline.stages import STAGES, find
+    from pipeline.stages import STAGES
     from pipeline.cli import build_config
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     out = tmp_path_factory.mktemp("synth_shards")
     cfg = build_config(stage, [], [f"input={synth_corpus / 'manifest.jsonl'}", f"output={out}",
                                    "videos_per_shard=6", "clip_seconds=3", "short_side=64",

@@ -13,6 +13,7 @@ import torch
 from dist_utils import free_port, run_distributed
 from pipeline.config import load_config
 from pipeline.train.config import TrainConfig
+from pipeline.train.methods import build_method
 from pipeline.train.methods.avloc import AVLocMethod
 
 HERE = Path(__file__).parent
@@ -33,7 +34,7 @@ def one_thread():
 
 def _method(*extra) -> AVLocMethod:
     torch.manual_seed(0)
-    return AVLocMethod(load_config(TrainConfig, [], TINY + list(extra)))
+    return build_method(load_config(TrainConfig, [], TINY + list(extra)), "avloc")
 
 
 def _batch(n: int, seed: int = 0) -> dict:

@@ -14,7 +14,7 @@ from pipeline.eval.stage import EvalConfig, run as eval_run
 from pipeline.export.export import export_run
 from pipeline.train.config import TrainConfig
 from pipeline.train.engine import train
-from pipeline.train.method import build_method
+from pipeline.train.methods import build_method
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",

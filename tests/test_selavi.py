@@ -8,7 +8,8 @@ import torch
 from pipeline.config import load_config
 from pipeline.train.config import TrainConfig
 from pipeline.train.cluster_stage import run as cluster_run
-from pipeline.train.methods.selavi import SeLaViMethod, relabel_steps
+from pipeline.train.methods import build_method
+from pipeline.train.methods.selavi import relabel_steps
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
@@ -26,7 +27,7 @@ def test_schedule_is_denser_early():
 
 def test_labels_ride_in_the_state_dict(tmp_path):
     cfg = load_config(TrainConfig, [], [f"out={tmp_path}", "method=selavi", *TINY])
-    a, b = SeLaViMethod(cfg), SeLaViMethod(cfg)
+    a, b = build_method(cfg), build_method(cfg)
     a.set_labels(["k1", "k0"], torch.tensor([[1, 2], [3, 0]]))
     a.last_relabel = 7
     b.load_state_dict(a.state_dict())

@@ -15,7 +15,7 @@ from pipeline.config import flat_fields
 from pipeline.shard.keys import is_valid_key
 from pipeline.shard.stage import ShardConfig
 from pipeline.errors import InputError
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 
 DATA = Path(__file__).parent / "data"
 SMALL = ["clip_seconds=2", "short_side=64", "videos_per_shard=3"]
@@ -34,7 +34,7 @@ LAYOUT = {  # corpus path -> file in tests/data; the folder is the label
 
 
 def shard(*overrides: str) -> dict:
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     return stage.load_target()(build_config(stage, [], list(overrides)))
 
 

@@ -11,7 +11,7 @@ import webdataset as wds
 
 from pipeline.cli import build_config
 from pipeline.io.wav import pcm_wav
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = {
@@ -30,7 +30,7 @@ EXPECTED = {
 
 
 def shard(*overrides: str) -> dict:
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     return stage.load_target()(build_config(stage, [], list(overrides)))
 
 

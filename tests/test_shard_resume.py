@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pipeline.cli import build_config
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_kill_9_mid_run_then_resume_is_byte_identical(tmp_path):
 
 
 def shard(*overrides: str) -> dict:
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     return stage.load_target()(build_config(stage, [], list(overrides)))
 
 

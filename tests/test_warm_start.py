@@ -6,7 +6,8 @@ import torch
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.train.config import TrainConfig
-from pipeline.train.method import build_method, final_weights
+from pipeline.train.method import final_weights
+from pipeline.train.methods import build_method
 from pipeline.train.warm_start import warm_start
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",

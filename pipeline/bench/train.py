@@ -15,7 +15,7 @@ from pipeline.config import load_config
 from pipeline.io.atomic import write_json
 from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import setup_distributed
-from pipeline.train.method import build_method
+from pipeline.train.methods import build_method
 from pipeline.train.optim import build_optimizer, warmup_cosine
 
 

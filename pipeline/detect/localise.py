@@ -16,6 +16,7 @@ from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_open
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
+from pipeline.train.methods import build_method
 from pipeline.train.methods.avloc import AVLocMethod
 
 
@@ -28,7 +29,7 @@ def load_av_model(run: Path) -> tuple[AVLocMethod, TrainConfig]:
     cfg = load_config(TrainConfig, [cfg_path])
     if cfg.method != "avloc":
         raise InputError(f"{cfg_path}: method is {cfg.method!r}, the detect stage needs avloc")
-    model = AVLocMethod(cfg)
+    model = build_method(cfg, "avloc")
     model.load_state_dict(load_file(str(weights)))
     return model.eval(), cfg
 
@@ -36,7 +37,7 @@ def load_av_model(run: Path) -> tuple[AVLocMethod, TrainConfig]:
 def random_av_model(cfg: TrainConfig) -> AVLocMethod:
     """The same architecture at its initialisation (the engine's seed): the baseline row."""
     torch.manual_seed(cfg.seed)
-    return AVLocMethod(cfg).eval()
+    return build_method(cfg, "avloc").eval()
 
 
 def frame_boxes(frames: FrameSet, name: str, beta: float, max_boxes: int) -> list[np.ndarray]:

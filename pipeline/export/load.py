@@ -13,9 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from pipeline.models.heads import ProjectionHead
-from pipeline.models.registry import build_audio, build_text, build_video
-
-BUILDERS = {"video": build_video, "audio": build_audio, "text": build_text}
+from pipeline.models.registry import BUILDERS
 
 
 class WithHead(nn.Module):

@@ -8,6 +8,7 @@ line naming the backbone and the option, before any module is built.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from omegaconf import OmegaConf
@@ -16,26 +17,35 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.models import audio, text, video
+from pipeline.registry import Registry
 
-# kind -> (presets, constructor)
-_TABLES: dict[str, tuple[dict[str, Any], Callable[[Any], nn.Module]]] = {
-    "video": (video.PRESETS, video.VideoBackbone),
-    "audio": (audio.PRESETS, audio.AudioBackbone),
-    "text": (text.PRESETS, text.TextEncoder),
-}
+
+@dataclass(frozen=True)
+class Family:
+    """A kind of backbone: its named presets (typed configs) and the module built from one."""
+    presets: Registry[Any]
+    module: Callable[[Any], nn.Module]
+
+
+def _family(kind: str, presets: dict[str, Any], module: Callable[[Any], nn.Module]) -> Family:
+    return Family(Registry(f"{kind} backbone", sorted(presets.items())), module)
+
+
+FAMILIES: Registry[Family] = Registry("backbone kind", {
+    "video": _family("video", video.PRESETS, video.VideoBackbone),
+    "audio": _family("audio", audio.PRESETS, audio.AudioBackbone),
+    "text": _family("text", text.PRESETS, text.TextEncoder),
+})
 
 
 def available(kind: str) -> list[str]:
     """Registered names of a backbone kind ("video", "audio" or "text")."""
-    return sorted(_TABLES[kind][0])
+    return FAMILIES[kind].presets.names()
 
 
 def backbone_config(kind: str, name: str, **overrides: Any) -> Any:
     """The typed config of backbone ``name`` with ``overrides`` applied (validated)."""
-    presets, _ = _TABLES[kind]
-    if name not in presets:
-        raise ConfigError(f"unknown {kind} backbone {name!r}; choose from {', '.join(available(kind))}")
-    preset = presets[name]
+    preset = FAMILIES[kind].presets[name]
     fields = [f.name for f in dataclasses.fields(preset)]
     for key in overrides:
         if key not in fields:
@@ -51,7 +61,7 @@ def backbone_config(kind: str, name: str, **overrides: Any) -> Any:
 
 def _build(kind: str, name: str, overrides: dict[str, Any]) -> nn.Module:
     cfg = backbone_config(kind, name, **overrides)
-    return _TABLES[kind][1](cfg)
+    return FAMILIES[kind].module(cfg)
 
 
 def build_video(name: str, **overrides: Any) -> video.VideoBackbone:
@@ -69,4 +79,5 @@ def build_text(name: str, **overrides: Any) -> text.TextEncoder:
     return _build("text", name, overrides)  # type: ignore[return-value]
 
 
-BUILDERS = {"video": build_video, "audio": build_audio, "text": build_text}
+BUILDERS: Registry[Callable[..., nn.Module]] = Registry(
+    "backbone kind", {"video": build_video, "audio": build_audio, "text": build_text})

@@ -19,6 +19,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import setup_distributed
 from pipeline.train.engine import train
 from pipeline.train.method import StepContext, final_weights
+from pipeline.train.methods import build_method
 from pipeline.train.methods.selavi import SeLaViMethod
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ def class_names(shards: str) -> list[str]:
 def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
     """The trained model's self-labels of every sample (collective over ranks)."""
     info = setup_distributed()
-    method = SeLaViMethod(cfg)
+    method = build_method(cfg, "selavi")
     method.load_state_dict(load_file(final_weights(cfg.out)), strict=False)
     method.to(info.device)
-    method.relabel(StepContext(cfg=cfg, info=info, step=cfg.steps, total_steps=cfg.steps, engine=None))
+    method.relabel(StepContext(info=info, step=cfg.steps, total_steps=cfg.steps, engine=None))
     return method
 
 

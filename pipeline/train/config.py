@@ -1,16 +1,17 @@
-"""The typed schema of a training run, and the DeepSpeed config derived from it."""
+"""The typed schema of a training run, and the DeepSpeed config derived from it.
+
+``TrainConfig`` is ``RunConfig`` (what the engine reads) plus one section per registered
+method (``gdt:``, ``nce:``, ``simclr:``, ``selavi:``, ``avloc:``), typed by each method
+module's ``Config``: registering a method in ``pipeline.train.methods`` adds its section.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from pipeline.config import MISSING
 from pipeline.loader.loader import LoaderConfig
 from pipeline.models.av_model import ModelConfig
-from pipeline.objectives.gdt import GDTConfig
-from pipeline.objectives.nce import NCEConfig
-from pipeline.objectives.simclr import SimCLRConfig
-from pipeline.train.methods.avloc import AVLocConfig
-from pipeline.train.methods.selavi import SeLaViConfig
+from pipeline.train.methods import METHODS, sections
 from pipeline.train.optim import OptimConfig
 
 
@@ -30,9 +31,10 @@ class CheckpointConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """A training run without the methods' sections: what the engine itself reads."""
     out: str = field(default=MISSING, metadata={"help": "run folder: config, metrics, checkpoints, final weights"})
-    method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc"})
+    method: str = field(default="gdt", metadata={"help": " | ".join(METHODS.names())})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     seed: int = field(default=0, metadata={"help": "model initialisation seed"})
     init: str = field(default="", metadata={"help": "warm start: a finished run folder or .safetensors whose matching tensors initialise the model"})
@@ -46,11 +48,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     ds: DSConfig = field(default_factory=DSConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
-    gdt: GDTConfig = field(default_factory=GDTConfig)
-    nce: NCEConfig = field(default_factory=NCEConfig)
-    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
-    selavi: SeLaViConfig = field(default_factory=SeLaViConfig)
-    avloc: AVLocConfig = field(default_factory=AVLocConfig)
+
+
+TrainConfig = make_dataclass(
+    "TrainConfig", [(name, section, field(default_factory=section)) for name, section in sections()],
+    bases=(RunConfig,), namespace={"__doc__": "A training run: RunConfig plus every method's section."})
+TrainConfig.__module__ = __name__  # pickled by name (submitit jobs carry the config)
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:

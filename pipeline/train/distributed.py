@@ -37,8 +37,9 @@ def setup_distributed() -> DistInfo:
     """
     import deepspeed
 
-    # the shared-memory collective op is JIT-compiled (~90 s) and not needed here
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    from pipeline.compat import skip_deepspeed_shm_comm
+
+    skip_deepspeed_shm_comm()  # its shared-memory collective would be JIT-compiled (~90 s)
     init_method = None
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # alone (no launcher, or a launcher of one): a file rendezvous instead of a TCP

@@ -22,7 +22,8 @@ from pipeline.loader.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import any_rank, average_buffers, barrier, setup_distributed
-from pipeline.train.method import StepContext, build_method, final_weights
+from pipeline.train.method import StepContext, final_weights
+from pipeline.train.methods import build_method
 from pipeline.train.metrics_log import MetricsLog
 from pipeline.train.optim import build_optimizer, warmup_cosine
 from pipeline.train.warm_start import warm_start
@@ -88,7 +89,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
         log.info("resumed from %s at step %d", resumed_from, step)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
     metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard)
-    ctx = StepContext(cfg=cfg, info=info, step=step, total_steps=cfg.steps, engine=engine)
+    ctx = StepContext(info=info, step=step, total_steps=cfg.steps, engine=engine)
     quiet = os.environ.get("TQDM_DISABLE") == "1"  # --quiet (an explicit disable overrides tqdm's env default)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet or not info.is_main)
     last_ckpt, status = None, "done"

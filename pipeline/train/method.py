@@ -1,28 +1,45 @@
 """What the engine trains: a method maps a batch to ``(loss, metrics)``.
 
-Methods are registered by name; the engine builds one from the run's config and never
-looks inside. Hooks let a method act between steps (SeLaVi re-labels the dataset on a
-schedule); state a method keeps besides parameters (labels) goes through
-``get_extra_state``/``set_extra_state`` so it rides in every checkpoint.
+Methods are registered by name (``pipeline.train.methods.METHODS``); the engine builds one
+from the run's config and never looks inside. A method is built from its own config
+section and the ``SharedSettings`` every method may read, not from the whole run config,
+so a method cannot come to depend on another method's settings. Hooks let a method act
+between steps (SeLaVi re-labels the dataset on a schedule); state a method keeps besides
+parameters (labels) goes through ``get_extra_state``/``set_extra_state`` so it rides in
+every checkpoint.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 
+from pipeline.loader.loader import LoaderConfig
+from pipeline.models.av_model import ModelConfig
+from pipeline.train.distributed import DistInfo
+
+if TYPE_CHECKING:
+    from deepspeed import DeepSpeedEngine
+
+
+@dataclass(frozen=True)
+class SharedSettings:
+    """The run settings a method may read besides its own section."""
+    model: ModelConfig  # backbones and heads
+    loader: LoaderConfig  # the training data (SeLaVi re-reads the dataset with it)
+    steps: int  # optimizer steps of the run (for schedules)
+
 
 @dataclass
 class StepContext:
-    cfg: Any            # TrainConfig
-    info: Any           # DistInfo
+    """What ``on_step_start`` sees: where this process is, and which step is next."""
+    info: DistInfo
     step: int
     total_steps: int
-    engine: Any         # the DeepSpeed engine (for methods that need a forward pass over data)
+    engine: DeepSpeedEngine | None  # None outside the engine (e.g. the cluster stage)
 
 
 class Method(torch.nn.Module):
@@ -41,24 +58,6 @@ class Method(torch.nn.Module):
         return path
 
 
-
 def final_weights(run_dir: str | Path) -> Path:
     """Where a finished training run keeps its weights (the engine writes them last)."""
     return Path(run_dir) / "final" / "method.safetensors"
-
-METHODS: dict[str, str] = {
-    "gdt": "pipeline.train.methods.contrastive:GDTMethod",
-    "simclr": "pipeline.train.methods.contrastive:SimCLRMethod",
-    "clip": "pipeline.train.methods.contrastive:CLIPMethod",
-    "selavi": "pipeline.train.methods.selavi:SeLaViMethod",
-    "avloc": "pipeline.train.methods.avloc:AVLocMethod",
-}
-
-
-def build_method(cfg) -> Method:
-    try:
-        spec = METHODS[cfg.method]
-    except KeyError:
-        raise ValueError(f"method: unknown method {cfg.method!r}; choose from {sorted(METHODS)}") from None
-    module, attr = spec.split(":")
-    return getattr(importlib.import_module(module), attr)(cfg)

@@ -1,0 +1,53 @@
+"""The training methods by name: one module each, exporting ``Config`` and ``Method``.
+
+Adding a method is one module (copy ``simclr.py``) and one line in ``METHODS``: the run
+config (``TrainConfig``) gets a section of the method's ``Config`` under ``section``, and
+``build_method`` constructs ``Method(config_section, shared_settings, **other_sections)``.
+``uses`` names other methods' sections a method reads (SeLaVi adds the GDT loss).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pipeline.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    module: str  # exports Config and Method
+    section: str  # the run config's key holding this method's Config (YAML shape)
+    uses: tuple[str, ...] = ()  # further sections passed by name to Method
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+METHODS: Registry[MethodSpec] = Registry("method", {
+    "gdt": MethodSpec("pipeline.train.methods.gdt", "gdt"),
+    "simclr": MethodSpec("pipeline.train.methods.simclr", "simclr"),
+    "clip": MethodSpec("pipeline.train.methods.clip", "nce"),
+    "selavi": MethodSpec("pipeline.train.methods.selavi", "selavi", uses=("gdt",)),
+    "avloc": MethodSpec("pipeline.train.methods.avloc", "avloc"),
+})
+
+
+def sections() -> list[tuple[str, type]]:
+    """(section, Config class) of every registered method, each section once."""
+    seen: dict[str, type] = {}
+    for spec in METHODS:
+        seen.setdefault(spec.section, spec.load().Config)
+    return list(seen.items())
+
+
+def build_method(cfg: Any, name: str | None = None):
+    """The method ``name`` (default ``cfg.method``) of a run config, given only its own
+    section, the sections it ``uses`` and the shared settings."""
+    from pipeline.train.method import SharedSettings
+
+    spec = METHODS[name or cfg.method]
+    shared = SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps)
+    others = {s: getattr(cfg, s) for s in spec.uses}
+    return spec.load().Method(getattr(cfg, spec.section), shared, **others)

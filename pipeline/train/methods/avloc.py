@@ -23,7 +23,8 @@ from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import build_audio, build_video
 from pipeline.objectives.gather import gather_sizes, gather_with_grad, world
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
-from pipeline.train.method import Method
+from pipeline.train import method
+from pipeline.train.method import SharedSettings
 
 
 @dataclass
@@ -89,23 +90,24 @@ def flat_views(x: torch.Tensor, sample_dims: int) -> torch.Tensor:
     return x.reshape(-1, *x.shape[x.dim() - sample_dims:])
 
 
-class AVLocMethod(Method):
+class AVLocMethod(method.Method):
     """``forward(batch) -> (loss, metrics)``; ``localise(batch)`` gives heatmaps and clusters."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: AVLocConfig, shared: SharedSettings):
         super().__init__()
-        self.cfg = c = cfg.avloc
+        self.cfg = c = cfg
         c.check()
-        emb = cfg.model.embed_dim
+        model = shared.model
+        emb = model.embed_dim
         if c.visual == "frame":
             self.visual = FrameNet(list(c.frame_widths), c.frame_blocks)
         else:
-            self.visual = build_video(cfg.model.video.name, **dict(cfg.model.video.args))
+            self.visual = build_video(model.video.name, **dict(model.video.args))
         d = self.visual.out_dim
         self.vproj = nn.Sequential(nn.Conv2d(d, d, 1), nn.BatchNorm2d(d), nn.ReLU(inplace=True),
                                    nn.Conv2d(d, emb, 1))
-        self.audio = build_audio(cfg.model.audio.name, **dict(cfg.model.audio.args))
-        self.aproj = ProjectionHead(self.audio.out_dim, emb, cfg.model.head_hidden or None, normalize=True)
+        self.audio = build_audio(model.audio.name, **dict(model.audio.args))
+        self.aproj = ProjectionHead(self.audio.out_dim, emb, model.head_hidden or None, normalize=True)
         self.vhead, self.ahead = nn.Linear(emb, c.clusters), nn.Linear(emb, c.clusters)
         self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=False)
 
@@ -187,3 +189,6 @@ class AVLocMethod(Method):
         scores = F.log_softmax(v_logits, 1) + F.log_softmax(a_logits, 1)
         return {"heat": heat, "cluster": scores.argmax(1), "v_logits": v_logits,
                 "a_logits": a_logits}
+
+
+Config, Method = AVLocConfig, AVLocMethod

@@ -21,9 +21,10 @@ from torch import nn
 
 from pipeline.loader.loader import ClipLoader
 from pipeline.models.av_model import AVModel
-from pipeline.objectives.gdt import GDT
+from pipeline.objectives.gdt import GDT, GDTConfig
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
-from pipeline.train.method import Method, StepContext
+from pipeline.train import method
+from pipeline.train.method import SharedSettings, StepContext
 from pipeline.train.methods.contrastive import check_views
 
 log = logging.getLogger(__name__)
@@ -58,20 +59,20 @@ class ClusterHeads(nn.Module):
         return self.linear(x).unflatten(-1, (self.heads, self.clusters))
 
 
-class SeLaViMethod(Method):
-    def __init__(self, cfg):
+class SeLaViMethod(method.Method):
+    def __init__(self, cfg: SeLaViConfig, shared: SharedSettings, gdt: GDTConfig):
         super().__init__()
-        self.cfg, self.scfg = cfg, cfg.selavi
+        self.scfg, self.shared = cfg, shared
         if self.scfg.nce_weight > 0:
-            check_views(cfg, cfg.gdt.loader_clip(), "selavi + gdt")
-            self.objective = GDT(cfg.gdt)
-        self.model = AVModel(cfg.model)
+            check_views(shared.loader, gdt.loader_clip(), "selavi + gdt")
+            self.objective = GDT(gdt)
+        self.model = AVModel(shared.model)
         for mod in ("video", "audio"):
             if mod not in self.model.backbones:
                 raise ValueError(f"selavi needs a {mod} backbone (model.{mod}.name)")
         self.video_heads = ClusterHeads(self.model.backbones["video"].out_dim, self.scfg.heads, self.scfg.clusters)
         self.audio_heads = ClusterHeads(self.model.backbones["audio"].out_dim, self.scfg.heads, self.scfg.clusters)
-        self.schedule = relabel_steps(cfg.steps, self.scfg.relabels, self.scfg.schedule_power)
+        self.schedule = relabel_steps(shared.steps, self.scfg.relabels, self.scfg.schedule_power)
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.register_buffer("labels", torch.zeros(0, self.scfg.heads, dtype=torch.long), persistent=False)
@@ -129,8 +130,8 @@ class SeLaViMethod(Method):
     @torch.no_grad()
     def collect(self, ctx: StepContext) -> dict:
         """One pass over the dataset (this rank's share): keys, labels, head log-probs."""
-        lcfg = replace(ctx.cfg.loader, resampled=False, train=False, batch_size=self.scfg.batch_size,
-                       clip=replace(ctx.cfg.loader.clip, positions=1, copies=1, reverse=False))
+        lcfg = replace(self.shared.loader, resampled=False, train=False, batch_size=self.scfg.batch_size,
+                       clip=replace(self.shared.loader.clip, positions=1, copies=1, reverse=False))
         loader = ClipLoader(lcfg, ctx.info.rank, ctx.info.world_size)
         was_training = self.training
         self.eval()
@@ -169,3 +170,6 @@ class SeLaViMethod(Method):
         sizes = torch.bincount(all_labels[:, 0], minlength=self.scfg.clusters)
         log.info("step %d: re-labelled %d samples; head-0 cluster sizes %s", ctx.step, len(keys), sizes.tolist())
         return {"keys": self.keys, "labels": self.labels}
+
+
+Config, Method = SeLaViConfig, SeLaViMethod
