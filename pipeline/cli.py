@@ -1,9 +1,11 @@
-"""``python -m pipeline <stage> [CONFIG.yaml ...] [key=value ...] [--key value] [--quiet]``.
+"""``python -m pipeline <stage> [RECIPE | CONFIG.yaml ...] [key=value ...] [--key value] [--quiet]``.
 
 Arguments are read as: files ending in .yaml/.yml are configs (merged in order after the
-stage's default config), ``key=value`` and ``--key value`` are overrides, bare words fill
-the stage's positional keys. ``--help`` on a stage lists every key with its type,
-default and meaning, generated from the schema.
+stage's default config), a bare name of a packaged recipe (``gdt_tiny`` for
+``pipeline/configs/gdt_tiny.yaml``, found inside the installed package) is a config too,
+``key=value`` and ``--key value`` are overrides, other bare words fill the stage's
+positional keys. ``--help`` on a stage lists every key with its type, default and
+meaning, generated from the schema.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Sequence
 
 from pipeline.config import CONFIGS, ConfigError, flat_fields, load_config
@@ -18,6 +21,18 @@ from pipeline.errors import InputError
 from pipeline.stages import BENCHES, STAGES, Stage
 
 PROG = "python -m pipeline"
+
+
+def recipes() -> list[str]:
+    """Names of the packaged recipes, usable as bare words: ``pipeline/configs/*.yaml`` and
+    ``deepspeed/*.yaml`` without the suffix (SLURM profiles are the launcher's)."""
+    found = [p.relative_to(CONFIGS).as_posix()[:-5] for p in CONFIGS.rglob("*.yaml")]
+    return sorted(name for name in found if not name.startswith("slurm/"))
+
+
+def recipe_path(word: str) -> Path | None:
+    """The packaged recipe a bare word names, or None."""
+    return CONFIGS / f"{word}.yaml" if word in recipes() else None
 
 
 def _overview() -> str:
@@ -33,7 +48,8 @@ def _overview() -> str:
 def _stage_help(stage: Stage, prefix: str) -> str:
     pos = " ".join(k.upper() for k in stage.positional)
     lines = [f"usage: {PROG} {prefix}{stage.name} {pos + ' ' if pos else ''}"
-             "[CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, ""]
+             "[RECIPE | CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, "",
+             f"packaged recipes (by name): {', '.join(recipes())}", ""]
     if stage.default_config:
         lines.append(f"defaults: pipeline/configs/{stage.default_config} (merged before your files)")
         lines.append("")
@@ -70,10 +86,13 @@ def parse_args(stage: Stage, args: Sequence[str]) -> tuple[list[str], list[str],
             files.append(a)
         elif "=" in a:
             overrides.append(a)
+        elif recipe_path(a) is not None:
+            files.append(str(recipe_path(a)))
         elif positional:
             overrides.append(f"{positional.pop(0)}={a}")
         else:
-            raise ConfigError(f"command line: unexpected argument '{a}'")
+            raise ConfigError(f"command line: unexpected argument '{a}' (not key=value, a .yaml "
+                              f"file or a packaged recipe: {', '.join(recipes())})")
         i += 1
     return files, overrides, quiet
 

@@ -91,3 +91,21 @@ def test_cli_misspelt_key_exits_nonzero(tmp_path):
     assert not (tmp_path / "o").exists()  # nothing started
     res = cli("nosuchstage")
     assert res.returncode == 2 and "unknown stage" in res.stderr
+
+
+def test_packaged_recipe_by_name_and_unknown_word():
+    """A bare recipe name is pipeline/configs/<name>.yaml, found inside the package."""
+    from pipeline.cli import build_config, parse_args, recipes
+    from pipeline.config import CONFIGS
+    from pipeline.stages import STAGES
+
+    assert {"gdt_tiny", "selavi_tiny", "deepspeed/zero2_bf16"} <= set(recipes())
+    assert not any(r.startswith("slurm/") for r in recipes())
+    stage = STAGES["train"]
+    files, overrides, _ = parse_args(stage, ["gdt_tiny", "deepspeed/zero2_bf16", "out=o", "steps=3"])
+    assert files == [str(CONFIGS / "gdt_tiny.yaml"), str(CONFIGS / "deepspeed" / "zero2_bf16.yaml")]
+    cfg = build_config(stage, files, overrides)
+    assert (cfg.method, cfg.steps, cfg.ds.precision, cfg.loader.video.size) == ("gdt", 3, "bf16", 32)
+    assert parse_args(STAGES["export"], ["runs/a"])[1] == ["run_dir=runs/a"]  # positional stays
+    res = cli("train", "gdt_tiyn", "out=o")
+    assert res.returncode == 2 and "gdt_tiyn" in res.stderr and "gdt_tiny" in res.stderr

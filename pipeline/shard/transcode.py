@@ -10,9 +10,10 @@ input is decoded exactly once. Clips are encoded one of two ways:
 * overlapping or spaced clips: ffmpeg streams raw yuv420p frames through a pipe and each
   clip gets its own PyAV encoder (:class:`ClipEncoder`), so a frame can go to several.
 
-Both use a fixed number of x264 threads (x264 is deterministic for a given count; the
-machine's core count never enters) and bitexact flags: the bytes are a function of the
-input and the settings.
+Both use the same x264 options (``pipeline.io.x264``: a fixed number of threads, since
+x264 is deterministic for a given count and the machine's core count never enters; its
+AVX-512 kernels capped) and bitexact flags: the bytes are a function of the input, the
+settings and the encoder versions (which the shard fingerprint records).
 Timing: ffmpeg shifts the input so its earliest stream starts at 0; ``fps=start_time=0``
 and ``aresample=first_pts=0`` pad a later-starting stream, so frame ``i`` and audio
 sample ``i * rate / fps`` are the same instant.
@@ -34,6 +35,7 @@ from typing import BinaryIO, Callable
 import av
 import numpy as np
 
+from pipeline.io.x264 import x264_cli_args
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.clip_spans import clip_spans
 
@@ -122,7 +124,7 @@ def ffmpeg_command(path: str, s: TranscodeSettings, video_index: int, audio_inde
             "-map", f"0:{video_index}", "-vf", video_filters(s), "-pix_fmt", "yuv420p"]
     if segments:
         c, g = s.clip_frames, s.fps
-        cmd += ["-c:v", "libx264", "-threads", str(s.encoder_threads), "-preset", s.preset,
+        cmd += ["-c:v", "libx264", *x264_cli_args(s.encoder_threads), "-preset", s.preset,
                 "-crf", str(s.crf), "-g", str(g), "-keyint_min", str(g),
                 "-force_key_frames", f"expr:not(mod(n,{g}))+not(mod(n,{c}))",
                 "-flags:v", "+bitexact", "-fflags", "+bitexact", "-f", "segment",

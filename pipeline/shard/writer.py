@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from pipeline.errors import InputError
 from pipeline.io.atomic import write_text
+from pipeline.io.x264 import encoder_versions
 from pipeline.shard.corpus import InputItem
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig
 from pipeline.shard.input import process_input
@@ -32,10 +35,21 @@ class ShardJob:
 
 
 def fingerprint(cfg: ShardConfig, classes: list[str], inputs: list[InputItem]) -> str:
-    """Hash of everything that decides a shard's bytes (the input files are assumed unchanged)."""
+    """Hash of everything that decides a shard's bytes (the input files are assumed
+    unchanged), the encoders' versions included: a new ffmpeg, PyAV or x264 redoes the
+    shards rather than mixing its bytes with the old ones'."""
     rows = [{k: v for k, v in asdict(it).items() if k != "abspath"} for it in inputs]
-    blob = {"config": {k: getattr(cfg, k) for k in OUTPUT_KEYS}, "classes": classes, "inputs": rows}
+    blob = {"config": {k: getattr(cfg, k) for k in OUTPUT_KEYS}, "classes": classes, "inputs": rows,
+            "encoders": encoders(cfg.ffmpeg)}
     return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def encoders(ffmpeg: str) -> dict[str, str]:
+    """``encoder_versions``, or one error naming the ffmpeg that cannot run."""
+    try:
+        return encoder_versions(ffmpeg)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise InputError(f"ffmpeg={ffmpeg}: cannot run it to read the encoder versions ({err})") from None
 
 
 def shard_base(name: str, index: int) -> str:
@@ -102,7 +116,7 @@ def write_shard(cfg: ShardConfig, job: ShardJob, classes: list[str],
     statuses = Counter(e["status"] if e["status"] == "ok" else f"{e['status']}:{e['reason']}"
                        for e in entries)
     stats = {"shard": f"{base}.tar", "index": job.index, "fingerprint": job.fingerprint,
-             "samples": samples, "bytes": size,
+             "encoders": encoders(cfg.ffmpeg), "samples": samples, "bytes": size,
              "seconds": round(sum(e.get("clip_seconds", 0.0) for e in entries), 3),
              "input_seconds": round(sum(e["seconds"] for e in entries), 3),
              "statuses": dict(sorted(statuses.items())), "inputs": entries}
