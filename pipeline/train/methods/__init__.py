@@ -26,11 +26,11 @@ class MethodSpec:
 
 
 METHODS: Registry[MethodSpec] = Registry("method", {
-    "gdt": MethodSpec("pipeline.train.methods.gdt", "gdt"),
-    "simclr": MethodSpec("pipeline.train.methods.simclr", "simclr"),
-    "clip": MethodSpec("pipeline.train.methods.clip", "nce"),
-    "selavi": MethodSpec("pipeline.train.methods.selavi", "selavi", uses=("gdt",)),
-    "avloc": MethodSpec("pipeline.train.methods.avloc", "avloc"),
+    "gdt": MethodSpec("pipeline.train.methods.gdt", section="gdt"),
+    "simclr": MethodSpec("pipeline.train.methods.simclr", section="simclr"),
+    "clip": MethodSpec("pipeline.train.methods.clip", section="nce"),
+    "selavi": MethodSpec("pipeline.train.methods.selavi", section="selavi", uses=("gdt",)),
+    "avloc": MethodSpec("pipeline.train.methods.avloc", section="avloc"),
 })
 
 
