@@ -43,7 +43,7 @@ class Config:
         "help": f"Storage dtype of the log-probs, one of {tuple(_DTYPES)}."})
     marginals: str = field(default="uniform", metadata={"help": "uniform | gauss | zipf."})
     cache_gb: float = field(default=4.0, metadata={"help": "SinkhornConfig.cache_gb."})
-    native: bool = field(default=True, metadata={"help": "SinkhornConfig.native (fused C kernels)."})
+    native: bool = field(default=True, metadata={"help": "SinkhornConfig.native (fused numba row kernels)."})
     threads: int = field(default=0, metadata={"help": "SinkhornConfig.threads (0 = torch's)."})
     repeats: int = field(default=1, metadata={
         "help": "Time each solver this many times, alternating, and keep the fastest "

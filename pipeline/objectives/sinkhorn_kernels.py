@@ -17,11 +17,13 @@ Same results on every machine, whatever its instruction set or core count:
 - Rows are cut into fixed blocks of ``BLOCK_ROWS``; each block's column sums are kept
   apart and added in block order, so the thread count never changes a rounding.
 
-Compiled on first use in each process (``cache=False``): numba's on-disk cache is a pickle
-that numba loads without an owner or content check, and a truncated cache file makes
-every later call fail, so nothing is read from or written to disk; compiling costs a few
-seconds once per process (measured in the README's benchmark notes). The kernels release
-the GIL, so Python threads run row ranges in parallel.
+Compiled in memory on first use in each process (``cache=False``), never cached on disk:
+numba's cache (``__pycache__`` beside this file, else ``~/.cache/numba`` or
+``NUMBA_CACHE_DIR``, shared by every process that can write there) is a pickle that numba
+loads with no owner or content check, so a planted file would run code, and a zero-byte
+or truncated index makes every later call raise (EOFError) instead of recompiling.
+Compiling costs ~4 s of CPU once per process. The kernels release the GIL, so Python
+threads run row ranges in parallel.
 """
 from __future__ import annotations
 

@@ -62,9 +62,10 @@ class RowPasses:
         self.n, self.k = n, k
         blocks = -(-n // self.kern.BLOCK_ROWS)
         self.parts = np.empty((blocks, k), np.float64)
+        # 4 ranges per thread (balances a core busy with other work), each big enough
         per_block = self.kern.BLOCK_ROWS * k
-        parts = max(1, min(4 * threads, blocks, blocks * per_block // _MIN_RANGE_ELEMENTS)) if threads > 1 else 1
-        step = -(-blocks // parts)
+        n_ranges = max(1, min(4 * threads, blocks, blocks * per_block // _MIN_RANGE_ELEMENTS)) if threads > 1 else 1
+        step = -(-blocks // n_ranges)
         self.ranges = [(b, min(b + step, blocks)) for b in range(0, blocks, step)]
         self.pool = ThreadPoolExecutor(threads, "sinkhorn") if len(self.ranges) > 1 else None
 
