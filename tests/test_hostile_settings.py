@@ -21,7 +21,7 @@ from pipeline.config import MISSING, RULES, ConfigError, check_values, flat_fiel
 from pipeline.stages import BENCHES, STAGES
 
 PLACEHOLDER = "placeholder"
-DATA = Path(__file__).parents[1] / "data"
+DATA = Path(__file__).parent / "data"
 
 
 def _schemas() -> list[tuple[str, typing.Any]]:
