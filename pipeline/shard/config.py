@@ -10,7 +10,7 @@ from pipeline.shard.corpus import VIDEO_EXTENSIONS
 # keys whose value changes the bytes of a shard: part of each shard's fingerprint
 OUTPUT_KEYS = ("name", "clip_seconds", "stride_seconds", "min_clip_seconds", "min_seconds", "fps",
                "short_side", "audio_rate", "require_audio", "silence_rms", "keep_truncated",
-               "crf", "preset", "scale_flags", "encoder_threads")
+               "crf", "preset", "scale_flags", "encoder_threads", "confine")
 
 
 @dataclass
@@ -33,6 +33,7 @@ class ShardConfig:
     preset: str = field(default="veryfast", metadata={"help": "x264 preset"})
     encoder_threads: int = field(default=2, metadata={"help": "x264 threads per encoder; fixed (x264 output depends on the count, never on the machine)", "min": 1})
     scale_flags: str = field(default="area", metadata={"help": "ffmpeg scaler (area: exact pixel averaging when shrinking, and cheap; bicubic, lanczos, ...)"})
+    confine: bool | None = field(default=None, metadata={"help": "inputs must resolve (symbolic links followed) inside the corpus root: the input folder, or the manifest's folder; others get status failed outside_corpus. Unset: on for folders, off for manifests"})
     labels_from_folders: bool = field(default=True, metadata={"help": "folder input: label = name of the file's parent folder (none for files at the top)"})
     extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS), metadata={"help": "folder input: file extensions taken as videos", "pattern": r"\.?[A-Za-z0-9]+"})
     workers: int = field(default=0, metadata={"help": "processes, each writing one shard at a time (0 = one per CPU core)", "min": 0})
