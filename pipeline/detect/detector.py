@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -26,7 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from tqdm import tqdm
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.io.atomic import write_json
+from pipeline.io.atomic import save_safetensors, write_json
 from pipeline.train.methods.avloc import FrameNet
 
 BACKBONES = ("tiny", "mobilenet_v3", "resnet50")
@@ -184,8 +184,8 @@ def classify_boxes(model: detection.FasterRCNN, images: torch.Tensor, boxes: tor
 def save_detector(model: nn.Module, folder: Path, cfg: DetectorConfig, n_clusters: int, mean, std,
                   frame_size: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-              str(folder / "detector.safetensors"))
+    save_safetensors(folder / "detector.safetensors",
+                     {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     meta = {"config": asdict(cfg), "n_clusters": n_clusters, "mean": list(mean), "std": list(std),
             "frame_size": frame_size}
     write_json(folder / "detector.json", meta)
