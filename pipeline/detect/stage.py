@@ -40,7 +40,7 @@ class DetectConfig:
     out: str = field(default=MISSING, metadata={"help": "run folder (av/, pseudo_labels.jsonl, detector/, detect_eval.json, PNGs)"})
     shards: str = field(default=MISSING, metadata={"help": "training shards (unlabelled use: audio + frames)"})
     eval_shards: str = field(default="", metadata={"help": "held-out shards with boxes and labels for evaluation; empty = shards"})
-    steps: list[str] = field(default_factory=lambda: list(STEPS), metadata={"help": f"parts to run, in order: {', '.join(STEPS)}", "choices": STEPS})
+    steps: list[str] = field(default_factory=lambda: list(STEPS), metadata={"help": f"parts to run, in order: {', '.join(STEPS)}"})
     frames_per_clip: int = field(default=4, metadata={"help": "evenly spaced frames (with their audio) taken per clip", "min": 1})
     beta: float = field(default=0.5, metadata={"help": "pseudo box threshold: beta * max + (1 - beta) * mean of the heatmap", "min": 0, "max": 1})
     max_boxes: int = field(default=1, metadata={"help": "pseudo boxes per frame (largest connected components)", "min": 1})
