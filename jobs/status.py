@@ -17,7 +17,7 @@ from pathlib import Path
 from submitit.core.utils import JobPaths, pickle_load
 
 from jobs import record
-from pipeline.io.trust import require_own_folder
+from pipeline.io.trust import require_own
 
 DEFAULT_ROOT = Path("runs") / "jobs"
 
@@ -68,6 +68,7 @@ def job_state(folder: Path, job_id: str, cluster: str) -> tuple[str, str]:
         return "UNREADABLE", f"job id {job_id!r} is not a job id"
     result = paths(folder, job_id).result_pickle
     if result.exists():
+        require_own([result.parent, result], "a job result")
         try:
             outcome, value = pickle_load(result)
         except Exception as err:  # a half-written or foreign pickle
@@ -99,7 +100,7 @@ def tail(path: Path, n: int) -> list[str]:
 def render(folder: Path, lines: int = 10) -> str:
     """The status report for one job folder (InputError if it is not the user's own)."""
     folder = Path(folder)
-    require_own_folder(folder, "job results")
+    require_own([folder], "job results")
     launches = record.read(folder)
     if not launches:
         return f"{folder}: no {record.RECORD} (not a job folder written by python -m jobs)"

@@ -76,3 +76,15 @@ def test_a_confined_manifest_refuses_paths_out_of_its_folder(hostile, tmp_path):
     assert {p: e["reason"] for p, e in got.items()} == {
         "../outside/private.mp4": "outside_corpus", str(outside / "private.mp4"): "outside_corpus",
         "cls/real.mp4": None}
+
+
+def test_pyav_opens_the_same_way(hostile):
+    """The PyAV counterpart (detection on a video file) refuses the same lists."""
+    import av
+
+    from pipeline.shard.probe import open_local
+    with open_local(str(hostile / "-show_data.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 0
+    for name in ("innocent.mp4", "list.mp4"):
+        with pytest.raises(av.error.FFmpegError):
+            open_local(str(hostile / name))

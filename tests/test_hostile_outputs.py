@@ -61,7 +61,9 @@ def test_jobs_status_refuses_a_folder_others_can_write(tmp_path, capsys):
     assert jobs_main(["status", str(folder)]) == 1
     assert "writable by others" in capsys.readouterr().err and not marker.exists()
     os.chmod(folder, 0o755)
-    (folder / "4242").chmod(0o755)
+    paths(folder, "4242").result_pickle.chmod(0o666)  # the folder is fine, the pickle is not
+    assert jobs_main(["status", str(folder)]) == 1
+    assert "writable by others" in capsys.readouterr().err and not marker.exists()
     paths(folder, "4242").result_pickle.unlink()  # trusted folder: its own job ids only
     assert jobs_main(["status", str(folder)]) == 0
     out = capsys.readouterr().out

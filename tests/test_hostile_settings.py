@@ -10,6 +10,7 @@ accepted by a range the field declares (shown by ``--help``).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 
@@ -51,8 +52,16 @@ def _numeric_fields(obj: typing.Any, prefix: str = ""):
             if not value:
                 value.append(typing.get_args(hint)[0]())
             yield from _numeric_fields(value[0], key + "[0].")
-        elif hint in (int, float):
+        elif _number_type(hint):
             yield key, obj, f
+
+
+def _number_type(hint) -> type | None:
+    """int or float for a numeric field (``int | None`` included), else None."""
+    if typing.get_origin(hint) not in (None, typing.Union, types.UnionType):
+        return None  # a list or tuple of numbers
+    kinds = set(typing.get_args(hint) or (hint,)) - {type(None)}
+    return kinds.pop() if len(kinds) == 1 and kinds <= {int, float} else None
 
 
 CASES = [(name, cfg, key, owner, f) for name, cfg in _schemas() for key, owner, f in _numeric_fields(cfg)]
@@ -70,7 +79,7 @@ def test_zero_and_minus_one_are_refused_or_declared(value):
     undeclared, unnamed = [], []
     for name, cfg, key, owner, f in CASES:
         old = getattr(owner, f.name)
-        setattr(owner, f.name, type(old)(value))
+        setattr(owner, f.name, _number_type(typing.get_type_hints(type(owner))[f.name])(value))
         where = f"command line '{key}={value}'"
         try:
             check_values(cfg, {key: where})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Iterable
 
 from pipeline.errors import InputError
 
@@ -39,10 +40,15 @@ def _tree(folder: Path):
                 yield Path(dirpath) / name
 
 
-def require_own_folder(folder: str | os.PathLike, what: str) -> None:
-    """InputError unless ``folder`` and everything below it pass ``untrusted_reason``."""
-    for path in _tree(Path(folder)):
+def require_own(paths: Iterable[str | os.PathLike], what: str) -> None:
+    """InputError unless every one of ``paths`` passes ``untrusted_reason``."""
+    for path in paths:
         why = untrusted_reason(path)
         if why:
             raise InputError(f"{path}: {why}; refusing to load {what} from it (its pickles "
                              "could run code). Use a folder only you can write to.")
+
+
+def require_own_folder(folder: str | os.PathLike, what: str) -> None:
+    """``require_own`` for ``folder`` and everything below it."""
+    require_own(_tree(Path(folder)), what)

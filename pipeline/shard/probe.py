@@ -36,6 +36,14 @@ def input_args(path: str) -> list[str]:
             "-i", "file:" + os.path.abspath(path)]
 
 
+def open_local(path: str):
+    """``input_args`` for PyAV: ``av.open`` on one self-contained local file."""
+    import av
+
+    return av.open("file:" + os.path.abspath(path),
+                   options={"protocol_whitelist": "file", "format_whitelist": ",".join(CONTAINERS)})
+
+
 class ProbeError(Exception):
     """An input that cannot be used; ``reason`` is the status code written to the index."""
 
