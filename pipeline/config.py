@@ -153,13 +153,13 @@ def rule_text(meta: Any) -> str:
     return ", ".join(parts)
 
 
-def _violation(value: Any, meta: Any) -> str | None:
+def rule_violation(value: Any, meta: Any) -> str | None:
     """Why ``value`` breaks the rules in ``meta``, or None."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         for v in value:
-            why = _violation(v, meta)
+            why = rule_violation(v, meta)
             if why:
                 return f"element {v!r} {why}"
         return None
@@ -184,6 +184,8 @@ def check_values(cfg: Any, sources: dict[str, str] | None = None, prefix: str = 
     sources = sources or {}
 
     def where(key: str) -> str:
+        if key not in sources:
+            key = re.sub(r"\[\d+\]", "", key)  # an element of a list set whole
         while key and key not in sources:  # inside a value set whole (a dict of args)
             key = key.rpartition(".")[0]
         return sources.get(key, "default")
@@ -193,7 +195,11 @@ def check_values(cfg: Any, sources: dict[str, str] | None = None, prefix: str = 
         if dataclasses.is_dataclass(value):
             check_values(value, sources, key + ".")
             continue
-        why = _violation(value, f.metadata)
+        if isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+            for i, item in enumerate(value):  # e.g. several weighted loader sources
+                check_values(item, sources, f"{key}[{i}].")
+            continue
+        why = rule_violation(value, f.metadata)
         if why:
             raise ConfigError(f"{where(key)}: bad value for key '{key}': {value!r}; {why}")
     check = getattr(cfg, "check", None)

@@ -18,7 +18,8 @@ import pytest
 
 from jobs.config import LaunchConfig, SlurmConfig
 from pipeline.cli import build_config, main
-from pipeline.config import MISSING, RULES, ConfigError, check_values, flat_fields, load_config
+from pipeline.config import (MISSING, RULES, ConfigError, check_values, flat_fields, load_config,
+                             rule_violation)
 from pipeline.stages import BENCHES, STAGES
 
 PLACEHOLDER = "placeholder"
@@ -89,6 +90,8 @@ def test_zero_and_minus_one_are_refused_or_declared(value):
         else:
             if not any(r in f.metadata for r in RULES):
                 undeclared.append(f"{name}: {key}={value} accepted, but the field declares no range")
+            elif rule_violation(value, f.metadata):  # declared, but never enforced
+                unnamed.append(f"{name}: {key}={value} accepted against its rule")
         finally:
             setattr(owner, f.name, old)
     assert not unnamed, "\n".join(unnamed)
