@@ -96,7 +96,7 @@ def test_truncated_newest_checkpoints_fall_back_to_one_that_loads(synth_shards, 
 def test_kill_9_of_two_ranks_at_a_random_step_then_resume_auto(synth_shards, tmp_path):
     """kill -9 of torchrun and both ranks (mid-step, mid-save: wherever they are), then a
     resume in new processes ends with the parameters of an uninterrupted run."""
-    steps, every = 8, 2
+    steps, every = 6, 2
     args = [f"steps={steps}", f"ckpt.every={every}"]
     kill_after = random.Random().randint(3, steps - 1)
     straight = run_probe(tmp_path / "straight", synth_shards, 2, 0, *args)
