@@ -30,7 +30,9 @@ def resolve(spec: str) -> Any:
 
 class Registry(Generic[T]):
     """Entries by name, in the order given; ``table[name]`` raises one ``ConfigError`` that
-    lists the known names (``what`` says what the names are: "stage", "method", ...)."""
+    lists the known names (``what`` says what the names are: "stage", "method", ...).
+    ``name in table`` asks for a name; iterating yields the entries (as the tuples of
+    stages it replaces did), ``names()`` the names."""
 
     def __init__(self, what: str, entries: dict[str, T] | Iterable[tuple[str, T]]):
         self.what = what

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import save_file
+
+from pipeline.io.atomic import save_safetensors
 
 from pipeline.loader.loader import LoaderConfig
 from pipeline.models.av_model import ModelConfig
@@ -54,7 +55,7 @@ class Method(torch.nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
                    if isinstance(v, torch.Tensor)}
-        save_file(tensors, str(path))
+        save_safetensors(path, tensors)
         return path
 
 
