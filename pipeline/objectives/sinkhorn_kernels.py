@@ -43,14 +43,18 @@ _LOG2E, _LN2_HI, _LN2_LO = _F(1.4426950408889634), _F(0.693359375), _F(-2.121944
 _P0, _P1, _P2, _P3, _P4, _P5 = (_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                                  4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
 _ONE, _HALF, _MIN_NORMAL_F16 = _F(1.0), _F(0.5), _F(6.103515625e-05)
+# Kernel rows are kept scaled by 2^64 (exact: a power of two): exp(FLOOR) * 2^64 ~ 3e-19, so
+# no product of a floored entry (rho >= e^-30, 1/s >= 1/K) falls below float32's normal
+# range. Subnormal operands or results cost ~20x in the x86 FMA/multiply units, and most
+# entries of a lambda = 25 kernel sit at the floor.
+SCALE_EXP = 64
+_SCALE, _UNSCALE, _UNSCALE_F32 = _F(2.0 ** SCALE_EXP), 2.0 ** -SCALE_EXP, _F(2.0 ** -SCALE_EXP)
 
 
 @intrinsic
 def _fma(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma): exact by definition on every machine (libm's
-    fmaf where the CPU has no FMA unit). Also why not a * b + c: products that underflow
-    to subnormal floats (most kernel entries sit near exp(FLOOR)) cost ~20x in a plain
-    multiply on x86, and nothing in an FMA unit."""
+    """a * b + c rounded once (llvm.fma): defined exactly, so the same on every machine
+    (libm's fmaf where the CPU has no FMA unit), and one instruction instead of two."""
     def codegen(context, builder, signature, args):
         t = args[0].type
         fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
@@ -102,14 +106,15 @@ def _row_max(e):
 
 @njit(**_JIT)
 def _exp_shifted(e, m, scale):
-    """e = exp(max(e - m, FLOOR)); ``scale`` is a uint32 scratch row for the 2^n factors."""
+    """e = 2^SCALE_EXP * exp(max(e - m, FLOOR)); ``scale`` is a uint32 scratch row for the
+    2^n factors."""
     k = e.shape[0]
     for j in range(k):
         d = max(e[j] - m, FLOOR)
         t = np.floor(d * _LOG2E + _HALF)  # d = t ln2 + r, |r| <= ln2 / 2
         r = d - t * _LN2_HI - t * _LN2_LO
         e[j] = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * (r * r) + r + _ONE
-        scale[j] = _U(np.int32(t) + 127) << _U(23)  # 2^t as float32 bits; t >= -126: normal
+        scale[j] = _U(np.int32(t) + (127 + SCALE_EXP)) << _U(23)  # 2^(t + 64) as float32 bits
     factor = scale.view(np.float32)
     for j in range(k):
         e[j] *= factor[j]
@@ -135,24 +140,26 @@ def _dot(e, rho):
 
 @njit(**_JIT)
 def _finish_row(e, rho, colf):
-    """s = e . rho; colf += e / s."""
+    """For a scaled row e: colf += 2^64 * e / (e . rho); returns the unscaled e . rho."""
     s = _dot(e, rho)
-    w = _ONE / s
+    w = _SCALE / s
     for j in range(e.shape[0]):
         colf[j] = _fma(w, e[j], colf[j])
-    return s
+    return s * _UNSCALE_F32
 
 
 @njit(**_JIT)
 def _flush(colf, col):
+    """col += colf / 2^64 (in float64: exact)."""
     for j in range(colf.shape[0]):
-        col[j] += colf[j]
+        col[j] += colf[j] * _UNSCALE
         colf[j] = 0.0
 
 
 @njit(**_JIT)
 def cached_blocks(kern, rho, s_out, parts, b0, b1):
-    """Blocks [b0, b1) of a cached kernel: s_out = kern . rho, parts[b] = sum kern / s."""
+    """Blocks [b0, b1) of a cached (scaled) kernel: s_out = kern . rho, parts[b] = the
+    column sums of kern / s (both unscaled)."""
     n, k = kern.shape
     colf = np.zeros(k, np.float32)
     for b in range(b0, b1):
@@ -169,7 +176,8 @@ def cached_blocks(kern, rho, s_out, parts, b0, b1):
 def build_blocks(xh, xf, half, ld, lmax, lam, gc, rho, kern_out, store, rmax_out, s_out, parts, b0, b1):
     """As ``cached_blocks`` on kernel rows exp(max(lam*(x - lmax) + gc - rowmax, FLOOR))
     rebuilt from log-probs x: row i is ``[i*ld, i*ld + k)`` of the flat half bits ``xh``
-    if ``half``, else of the flat float32 ``xf``; stored to ``kern_out`` when ``store``."""
+    if ``half``, else of the flat float32 ``xf``; stored (scaled by 2^64) to ``kern_out``
+    when ``store``."""
     n = lmax.shape[0]
     k = gc.shape[0]
     colf = np.zeros(k, np.float32)
