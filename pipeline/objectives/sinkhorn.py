@@ -123,17 +123,28 @@ class _Solver:
         f32 = dict(device=self.dev, dtype=torch.float32)
         f64 = dict(device=self.dev, dtype=torch.float64)
         self.ws = torch.empty(min(self.rows, self.n), self.k, **f32)  # chunk workspace
+        self.native = cfg.native and self.n > 0 and sinkhorn_rows.supports(log_p)
+        if self.native:
+            self.rows_cpu = sinkhorn_rows.RowPasses(self.n, self.k, cfg.threads or torch.get_num_threads())
+        else:
+            _announce_torch(self.dev.type, "native=false" if not cfg.native else "no rows" if not self.n
+                            else f"{log_p.dtype} input with strides {log_p.stride()}")
         # Pre-pass: row maxima (to centre lambda*log_p before float32 rounding) and,
         # for the gauss/zipf priors, the current (argmax) cluster sizes.
         need_sizes = marginals is None and cfg.marginals != "uniform"
         self.lmax = torch.empty(self.n, **f32)
         counts = torch.zeros(self.k + 1, **f64)
-        for s, e in _chunks(self.n, self.rows):
-            ws = self.ws[: e - s]
-            ws.copy_(log_p[s:e])
-            torch.amax(ws, 1, out=self.lmax[s:e])
+        if self.native:
+            where = self.rows_cpu.row_max(log_p, self.lmax)
             if need_sizes:
-                counts[: self.k] += torch.bincount(ws.argmax(1), minlength=self.k)
+                counts[: self.k] += torch.bincount(where, minlength=self.k)
+        else:
+            for s, e in _chunks(self.n, self.rows):
+                ws = self.ws[: e - s]
+                ws.copy_(log_p[s:e])
+                torch.amax(ws, 1, out=self.lmax[s:e])
+                if need_sizes:
+                    counts[: self.k] += torch.bincount(ws.argmax(1), minlength=self.k)
         counts[self.k] = self.n
         _all_reduce(counts, group=group)
         self.n_global = int(counts[self.k].item())
@@ -147,12 +158,6 @@ class _Solver:
         self.log_a, self.log_b = self.a.log(), -math.log(self.n_global)
         self.cached = self.n * self.k * 4 <= cfg.cache_gb * 1e9
         self.kern = torch.empty(self.n, self.k, **f32) if self.cached else None
-        self.native = cfg.native and self.n > 0 and sinkhorn_rows.supports(log_p)
-        if self.native:
-            self.rows_cpu = sinkhorn_rows.RowPasses(self.n, self.k, cfg.threads or torch.get_num_threads())
-        else:
-            _announce_torch(self.dev.type, "native=false" if not cfg.native else "no rows" if not self.n
-                            else f"{log_p.dtype} input with strides {log_p.stride()}")
         self.row_off = torch.empty(self.n, **f64)  # kernel row stabiliser (absolute)
         self.s = torch.empty(self.n, **f32)  # kernel row . rho
         self.log_r = torch.zeros(self.k, **f64)  # POT starts from uniform u as well
@@ -253,6 +258,8 @@ class _Solver:
 
     def labels(self, return_soft):
         """argmax_k of lambda*log_p + log_r in float64, so near-ties resolve as in POT."""
+        if self.native and not return_soft:
+            return self.rows_cpu.labels(self.x, self.lam, self.log_r), None
         labels = torch.empty(self.n, device=self.dev, dtype=torch.long)
         soft = torch.empty(self.n, self.k, device=self.dev, dtype=torch.float32) if return_soft else None
         z_buf = torch.empty(min(self.rows, self.n), self.k, device=self.dev, dtype=torch.float64)
@@ -287,12 +294,12 @@ def sinkhorn_knopp(log_p: torch.Tensor, cfg: SinkhornConfig | None = None, *,
         torch.set_num_threads(1)
     try:
         log_c, err, converged, done = solver.solve()
+        solver.kern = solver.ws = None  # free the cache before the label pass allocates
+        labels, soft = solver.labels(return_soft)
     finally:
         torch.set_num_threads(omp_threads)
         if solver.native:
             solver.rows_cpu.close()
-    solver.kern = solver.ws = None  # free the cache before the label pass allocates
-    labels, soft = solver.labels(return_soft)
     return SinkhornResult(labels=labels, soft=soft, log_r=solver.log_r, log_c=log_c,
                           marginals=solver.a, n_iters=done, err=err, converged=converged,
                           cached=solver.cached, kernel_builds=solver.builds, native=solver.native)

@@ -202,6 +202,46 @@ def build_blocks(xh, xf, half, ld, lmax, lam, gc, rho, kern_out, store, rmax_out
 
 
 @njit(**_JIT)
+def _load_row(xh, xf, half, ld, i, row, zeros):
+    """Row i of the log-probs, as exact float32 values."""
+    k = row.shape[0]
+    if half:
+        _half_row(xh[i * ld: i * ld + k], row, _F(0.0), _ONE, zeros)
+    else:
+        row[:] = xf[i * ld: i * ld + k]
+
+
+@njit(**_JIT)
+def max_blocks(xh, xf, half, ld, k, lmax_out, arg_out, b0, b1):
+    """Each row's maximum log-prob and its index (the first on ties, as torch.argmax)."""
+    n = lmax_out.shape[0]
+    row, zeros = np.empty(k, np.float32), np.zeros(k, np.float32)
+    for i in range(b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, n)):
+        _load_row(xh, xf, half, ld, i, row, zeros)
+        best, arg = row[0], 0
+        for j in range(1, k):
+            if row[j] > best:
+                best, arg = row[j], j
+        lmax_out[i], arg_out[i] = best, arg
+
+
+@njit(**_JIT)
+def label_blocks(xh, xf, half, ld, lam, log_r, labels_out, b0, b1):
+    """labels = argmax_j (lam * x[i, j] + log_r[j]) in float64, one rounding (fma), the
+    first index on ties: where near-ties resolve matters for agreeing with POT."""
+    n, k = labels_out.shape[0], log_r.shape[0]
+    row, zeros = np.empty(k, np.float32), np.zeros(k, np.float32)
+    for i in range(b0 * BLOCK_ROWS, min(b1 * BLOCK_ROWS, n)):
+        _load_row(xh, xf, half, ld, i, row, zeros)
+        best, arg = -np.inf, 0
+        for j in range(k):
+            z = _fma(np.float64(row[j]), lam, log_r[j])
+            if z > best:
+                best, arg = z, j
+        labels_out[i] = arg
+
+
+@njit(**_JIT)
 def sum_blocks(parts, out):
     """out = sum of the block column sums, in block order."""
     out[:] = 0.0

@@ -41,6 +41,8 @@ def kernels():
                       np.zeros(1, np.float32), parts, 0, 1)
     kern.cached_blocks(np.ones((1, k), np.float32), f32 + 1, np.zeros(1, np.float32), parts, 0, 1)
     kern.sum_blocks(parts, np.zeros(k))
+    kern.max_blocks(np.zeros(k, np.uint16), f32, True, k, k, np.zeros(1, np.float32), np.zeros(1, np.int64), 0, 1)
+    kern.label_blocks(np.zeros(k, np.uint16), f32, True, k, 1.0, np.zeros(k), np.zeros(1, np.int64), 0, 1)
     log.info("sinkhorn backend: numba %s row kernels (no fast-math, fixed %d-row blocks), "
              "compiled in %.1f s", numba.__version__, kern.BLOCK_ROWS, time.perf_counter() - t0)
     return kern
@@ -73,12 +75,17 @@ class RowPasses:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def _run(self, work) -> torch.Tensor:
+    def _blocks(self, work) -> None:
+        """work(b0, b1) over the row-block ranges, on the threads."""
         if self.pool is None:
             for r in self.ranges:
                 work(*r)
         else:
             list(self.pool.map(lambda r: work(*r), self.ranges))
+
+    def _run(self, work) -> torch.Tensor:
+        """``_blocks``, then the blocks' column sums added in block order."""
+        self._blocks(work)
         col = np.empty(self.k, np.float64)
         self.kern.sum_blocks(self.parts, col)
         return torch.from_numpy(col)
@@ -88,15 +95,32 @@ class RowPasses:
         args = (kern.numpy(), rho.numpy(), s_out.numpy(), self.parts)
         return self._run(lambda b0, b1: self.kern.cached_blocks(*args, b0, b1))
 
+    def _source(self, x: torch.Tensor) -> tuple:
+        """(half bits, float32, is half, row stride): how the kernels read log-probs x."""
+        flat, half = _flat(x), x.dtype == torch.float16
+        return (flat if half else np.zeros(0, np.uint16), np.zeros(0, np.float32) if half else flat,
+                half, x.stride(0))
+
+    def row_max(self, x: torch.Tensor, lmax_out: torch.Tensor) -> torch.Tensor:
+        """lmax_out = each row's maximum; returns where it is (int64, the first on ties)."""
+        arg = torch.empty(self.n, dtype=torch.int64)
+        args = (*self._source(x), self.k, lmax_out.numpy(), arg.numpy())
+        self._blocks(lambda b0, b1: self.kern.max_blocks(*args, b0, b1))
+        return arg
+
+    def labels(self, x: torch.Tensor, lam: float, log_r: torch.Tensor) -> torch.Tensor:
+        """argmax_k of lam * x + log_r per row, in float64."""
+        out = torch.empty(self.n, dtype=torch.int64)
+        args = (*self._source(x), float(lam), log_r.contiguous().numpy(), out.numpy())
+        self._blocks(lambda b0, b1: self.kern.label_blocks(*args, b0, b1))
+        return out
+
     def build(self, x: torch.Tensor, lmax: torch.Tensor, lam: float, gc: torch.Tensor,
               rho: torch.Tensor, kern_out: torch.Tensor | None, rmax_out: torch.Tensor,
               s_out: torch.Tensor) -> torch.Tensor:
         """As ``cached`` on the kernel rebuilt from log-probs x (stored to kern_out if given)."""
-        flat, half = _flat(x), x.dtype == torch.float16
-        xh = flat if half else np.zeros(0, np.uint16)
-        xf = np.zeros(0, np.float32) if half else flat
         store = kern_out is not None
         out = kern_out.numpy() if store else np.zeros((0, self.k), np.float32)
-        args = (xh, xf, half, x.stride(0), lmax.numpy(), np.float32(lam), gc.numpy(), rho.numpy(),
+        args = (*self._source(x), lmax.numpy(), np.float32(lam), gc.numpy(), rho.numpy(),
                 out, store, rmax_out.numpy(), s_out.numpy(), self.parts)
         return self._run(lambda b0, b1: self.kern.build_blocks(*args, b0, b1))
