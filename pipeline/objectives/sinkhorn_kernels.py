@@ -7,10 +7,11 @@ log-probs (exp included), dot it with rho, add row/s into the column sums. No li
 offers that fusion.
 
 Same results on every machine, whatever its instruction set or core count:
-- numba compiles without fast-math, so LLVM neither reorders float sums nor fuses
-  multiply-adds: every vector width gives the sequential result. The sums that must be
-  fast are written with 8 explicit accumulators in a fixed order, which the vectoriser
-  maps to SIMD lanes without changing the arithmetic.
+- numba compiles without fast-math, so LLVM neither reorders float sums nor contracts
+  multiply-adds on its own: whatever vector width it picks for an elementwise loop, the
+  result is the sequential one. Where a multiply-add is wanted it is an explicit fma,
+  which is exactly rounded on every machine. Sums are written as 8 independent
+  accumulators added in a fixed order.
 - exp is a fixed polynomial (Cody-Waite reduction, Cephes' degree-5 minimax fit, error
   below 1.5 ulp) made of IEEE basic operations, not the host's libm (whose ISA-dispatched
   variants may round differently); float16 is converted exactly with integer bit moves.
