@@ -32,6 +32,7 @@ STAGES = ("synth", "shard", "train", "cluster", "detect", "export", "eval", "rep
 FLAT = ("shard", "train", "detect", "report")
 ARRAY = ("cluster", "eval")
 TIME_RATIO, RSS_RATIO = 1.25, 1.3
+RSS_NOISE_MB = 8  # peak RSS of the same run differs by a few MB (allocator, imports)
 ITEMS = {"synth": "videos", "shard": "videos", "train": "clips trained (steps x batch)",
          "cluster": "clips labelled", "detect": "frames (training + held-out)", "export": "runs",
          "eval": "clips (training + held-out)", "report": "held-out clips"}
@@ -105,21 +106,24 @@ def _stage_commands(cfg: Config, root: Path, n: int) -> dict[str, tuple[list[lis
     return {k: ([[*cmd, "--quiet"] for cmd in cmds], items) for k, (cmds, items) in stages.items()}
 
 
-def _compare(stage: str, small: dict, large: dict, n_small: int, n_large: int, doc: dict) -> dict:
+def _compare(stage: str, small: dict, large: dict, doc: dict) -> dict:
     out = {"time_per_item_ratio": round(large["s_per_item"] / max(small["s_per_item"], 1e-12), 3),
            "cpu_per_item_ratio": round(large["cpu_s"] / large["items"] / max(small["cpu_s"] / small["items"], 1e-12), 3),
            "rss_ratio": round(large["peak_rss_mb"] / max(small["peak_rss_mb"], 1e-9), 3)}
-    growth = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / max(n_large - n_small, 1)
-    out["rss_growth_bytes_per_added_sample"] = round(growth, 1)
+    added = large["items"] - small["items"]
+    growth = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / max(added, 1)
+    out["rss_growth_bytes_per_added_item"] = round(growth, 1)
     if stage in FLAT:
         out["goal"] = f"time_per_item_ratio <= {TIME_RATIO} and rss_ratio <= {RSS_RATIO}"
         out["met"] = out["time_per_item_ratio"] <= TIME_RATIO and out["rss_ratio"] <= RSS_RATIO
     elif stage in ARRAY:
-        out["documented_bytes_per_sample"] = doc[stage]["bytes"]
-        out["documented_arrays"] = doc[stage]["what"]
-        out["goal"] = (f"time_per_item_ratio <= {TIME_RATIO} and RSS growth per added sample <= "
-                       "2 x the documented bytes per sample (peak RSS is noisy at the MB level)")
-        out["met"] = out["time_per_item_ratio"] <= TIME_RATIO and growth <= 2 * doc[stage]["bytes"]
+        allowed = doc[stage]["bytes"] * added / 2**20 + RSS_NOISE_MB
+        out.update(documented_bytes_per_sample=doc[stage]["bytes"], documented_arrays=doc[stage]["what"],
+                   rss_growth_mb=round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
+                   allowed_rss_growth_mb=round(allowed, 1))
+        out["goal"] = (f"time_per_item_ratio <= {TIME_RATIO} and RSS growth <= documented bytes per sample x "
+                       f"added samples + {RSS_NOISE_MB} MB (allocator granularity)")
+        out["met"] = out["time_per_item_ratio"] <= TIME_RATIO and out["rss_growth_mb"] <= allowed
     return out
 
 
@@ -151,7 +155,7 @@ def run(cfg: Config) -> dict:
         for stage in cfg.stages:
             small, large = runs[stage][sizes[0]], runs[stage][sizes[1]]
             result["stages"][stage] = {f"n{sizes[0]}": small, f"n{sizes[1]}": large,
-                                       **_compare(stage, small, large, sizes[0], sizes[1], doc)}
+                                       **_compare(stage, small, large, doc)}
     finally:
         if not cfg.scratch:
             shutil.rmtree(scratch, ignore_errors=True)
