@@ -80,6 +80,9 @@ class SideFileWriter:
     def add_clip(self, key: str, rows: list[dict]) -> None:
         """All box rows of one clip (every frame of it)."""
         s = self._shard_of(key)
+        if self.written[s]:
+            raise InputError(f"clip {key!r}: its shard's side file {self.names[s]} is already complete "
+                             "(a key twice in the shard?)")
         self.rows[s].extend(json.dumps(r) for r in rows)
         self.boxes += len(rows)
         self.remaining[s] -= 1
