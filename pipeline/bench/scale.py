@@ -40,18 +40,18 @@ ITEMS = {"synth": "videos", "shard": "videos", "train": "clips trained (steps x 
 
 @dataclass
 class Config:
-    n: int = field(default=128, metadata={"help": "training videos of the small corpus"})
-    factor: int = field(default=8, metadata={"help": "the large corpus has factor x n videos"})
-    test_fraction: float = field(default=0.25, metadata={"help": "held-out videos per training video"})
-    seconds: float = field(default=2.0, metadata={"help": "length of each synthetic video (one clip each)"})
-    size: int = field(default=64, metadata={"help": "synthetic frame size = shard short side"})
-    classes: int = field(default=8, metadata={"help": "synthetic classes (= clusters)"})
-    videos_per_shard: int = field(default=16, metadata={"help": "shard size: more shards, not bigger ones, at 8N"})
-    workers: int = field(default=2, metadata={"help": "shard/synth processes and loader workers"})
-    steps: int = field(default=40, metadata={"help": "fixed optimizer steps of train, cluster, detect (av and detector)"})
-    batch_size: int = field(default=16, metadata={"help": "clips per batch"})
+    n: int = field(default=128, metadata={"help": "training videos of the small corpus", "min": 1})
+    factor: int = field(default=8, metadata={"help": "the large corpus has factor x n videos", "min": 2})
+    test_fraction: float = field(default=0.25, metadata={"help": "held-out videos per training video", "above": 0})
+    seconds: float = field(default=2.0, metadata={"help": "length of each synthetic video (one clip each)", "min": 1})
+    size: int = field(default=64, metadata={"help": "synthetic frame size = shard short side", "min": 32})
+    classes: int = field(default=8, metadata={"help": "synthetic classes (= clusters)", "min": 2, "max": 64})
+    videos_per_shard: int = field(default=16, metadata={"help": "shard size: more shards, not bigger ones, at 8N", "min": 1})
+    workers: int = field(default=2, metadata={"help": "shard/synth processes and loader workers", "min": 1})
+    steps: int = field(default=40, metadata={"help": "fixed optimizer steps of train, cluster, detect (av and detector)", "min": 1})
+    batch_size: int = field(default=16, metadata={"help": "clips per batch", "min": 1})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
-        "help": f"stages to run, in order, each needing its predecessors' outputs: {', '.join(STAGES)}"})
+        "help": "stages to run, in order, each needing its predecessors' outputs", "choices": STAGES})
     scratch: str = field(default="", metadata={"help": "working folder (default: a temporary one, removed)"})
     json: str = field(default="", metadata={"help": "write the results here as JSON"})
 
@@ -128,10 +128,6 @@ def _compare(stage: str, small: dict, large: dict, doc: dict) -> dict:
 
 
 def run(cfg: Config) -> dict:
-    unknown = [s for s in cfg.stages if s not in STAGES]
-    if unknown:
-        from pipeline.config import ConfigError
-        raise ConfigError(f"stages: {unknown}; choose from {', '.join(STAGES)}")
     sizes = [cfg.n, cfg.n * cfg.factor]
     scratch = Path(cfg.scratch or tempfile.mkdtemp(prefix="bench_scale."))
     doc = documented_bytes(cfg)

@@ -29,9 +29,10 @@ from pipeline.shard.probe import probe
 class Config:
     film: str = field(default=MISSING, metadata={"help": "a long video with audio, e.g. ../shared/media/video/big_buck_bunny_full.mp4 (596 s)"})
     cuts: list[float] = field(default_factory=lambda: [60.0, 300.0], metadata={
-        "help": "lengths of the shorter inputs cut from the film's start (the whole film is the longest)"})
-    short_side: int = field(default=128, metadata={"help": "shard short side"})
-    clip_seconds: float = field(default=4.0, metadata={"help": "clip length"})
+        "help": "lengths of the shorter inputs cut from the film's start (the whole film is the longest)",
+        "above": 0})
+    short_side: int = field(default=128, metadata={"help": "shard short side", "min": 2})
+    clip_seconds: float = field(default=4.0, metadata={"help": "clip length", "above": 0})
     scratch: str = field(default="", metadata={"help": "working folder (default: a temporary one, removed)"})
     json: str = field(default="", metadata={"help": "write the results here as JSON"})
 

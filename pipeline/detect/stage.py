@@ -47,24 +47,25 @@ class DetectConfig:
     shards: str = field(default=MISSING, metadata={"help": "training shards (unlabelled use: audio + frames)"})
     eval_shards: str = field(default="", metadata={"help": "held-out shards with boxes and labels for evaluation; empty = shards"})
     steps: list[str] = field(default_factory=lambda: list(STEPS), metadata={"help": f"parts to run, in order: {', '.join(STEPS)}"})
-    frames_per_clip: int = field(default=4, metadata={"help": "evenly spaced frames (with their audio) taken per clip"})
-    beta: float = field(default=0.5, metadata={"help": "pseudo box threshold: beta * max + (1 - beta) * mean of the heatmap"})
-    max_boxes: int = field(default=1, metadata={"help": "pseudo boxes per frame (largest connected components)"})
-    batch_size: int = field(default=32, metadata={"help": "clips per batch when reading frames"})
+    frames_per_clip: int = field(default=4, metadata={"help": "evenly spaced frames (with their audio) taken per clip", "min": 1})
+    beta: float = field(default=0.5, metadata={"help": "pseudo box threshold: beta * max + (1 - beta) * mean of the heatmap", "min": 0, "max": 1})
+    max_boxes: int = field(default=1, metadata={"help": "pseudo boxes per frame (largest connected components)", "min": 1})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch when reading frames", "min": 1})
     shuffle_buffer: int = field(default=64, metadata={
-        "help": "clips shuffled in the loader while the detector trains (its shard order is shuffled too)"})
-    workers: int = field(default=2, metadata={"help": "loader worker processes when reading frames"})
-    shots: list[int] = field(default_factory=lambda: [1, 10], metadata={"help": "k of the k-shot prototype namings"})
-    shot_trials: int = field(default=5, metadata={"help": "random draws of the k shots (mean reported)"})
+        "help": "clips shuffled in the loader while the detector trains (its shard order is shuffled too)", "min": 1})
+    workers: int = field(default=2, metadata={"help": "loader worker processes when reading frames", "min": 0})
+    shots: list[int] = field(default_factory=lambda: [1, 10], metadata={"help": "k of the k-shot prototype namings", "min": 1})
+    shot_trials: int = field(default=5, metadata={"help": "random draws of the k shots (mean reported)", "min": 1})
     shot_pool: int = field(default=256, metadata={
-        "help": "labelled training frames per class (a uniform sample over one pass) the k shots are drawn from"})
+        "help": "labelled training frames per class (a uniform sample over one pass) the k shots are drawn from",
+        "min": 1})
     random_init: bool = field(default=True, metadata={"help": "also evaluate the AV model at initialisation (baseline row)"})
-    pictures: int = field(default=16, metadata={"help": "frames in detections.png / heatmaps.png (drawn at random, one per clip)"})
-    seed: int = field(default=0, metadata={"help": "seed of the k-shot draws and of the pictures"})
+    pictures: int = field(default=16, metadata={"help": "frames in detections.png / heatmaps.png (drawn at random, one per clip)", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of the k-shot draws and of the pictures", "min": 0})
     threads: int = field(default=0, metadata={
         "help": "torch intra-op threads of this process; 0 = torch's default. On a CPU shared "
                 "with other jobs, 1 avoids the spin-waiting of oversubscribed OpenMP threads "
-                "(measured 13x less CPU per step here)"})
+                "(measured 13x less CPU per step here)", "min": 0})
     av: TrainConfig = field(default_factory=lambda: TrainConfig(out="", method="avloc"), metadata={
         "help": "the AV model's training run (engine config); out defaults to OUT/av, loader.shards to shards"})
     detector: DetectorConfig = field(default_factory=DetectorConfig)
