@@ -60,10 +60,10 @@ def documented_bytes(cfg: Config) -> dict[str, dict]:
     """Per-sample arrays the ARRAY stages keep, as their code documents them."""
     heads, k, dim = 4, cfg.classes, 64  # selavi_tiny heads; gdt_tiny feature and embedding width
     return {
-        "cluster": {"bytes": 8 * heads + 4 + 32 + 6 * k + 200, "what": (
-            "labels int64 x heads + confidence float32 + Sinkhorn row state (32) + one head's "
+        "cluster": {"bytes": 8 * heads + 4 + 36 + 6 * k + 250, "what": (
+            "labels int64 x heads + confidence float32 + Sinkhorn row state (36) + one head's "
             "float16 log-probs memory-mapped and its float32 kernel (6 x K; the kernel only while "
-            "it fits sinkhorn.cache_gb) + ~200 for the key string, its index entry and the true label")},
+            "it fits sinkhorn.cache_gb) + ~250 for the key string, its index entry and the true label")},
         "eval": {"bytes": 2 * 2 * 2 * dim * 4, "what": (
             "features and embeddings, float32: 2 models (trained, random) x 2 modalities x "
             f"({dim} + {dim})")}}
