@@ -12,6 +12,13 @@ it over the job's pickle, runs ``scontrol requeue`` and exits. The other ranks w
 result (a stale one would be read by the submitter as final): they wait until rank 0 has
 replaced the pickle, then exit with status 0, so neither ``KillOnBadExit`` nor a short
 ``WaitTime`` in slurm.conf can kill rank 0 before it has requeued the job.
+
+SLURM signals every process of a job step, loader workers included, and a pre-emption
+starts with SIGTERM. torch's DataLoader workers die on SIGTERM (torch installs a handler
+that re-raises it), which would fail the step before anything is saved. SIGTERM only
+announces the pre-emption signal (submitit's own handler ignores it), so the task blocks
+it before any worker exists; blocked signals stay blocked in forked workers whatever
+handler they install.
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ class StopOnSignal:
 
     def __init__(self) -> None:
         self.signum = preempt_signal()  # honours SUBMITIT_PREEMPT_SIGNAL
+        if self.signum != signal.SIGTERM:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         self.received = False
         self.requeue = submitit_requeue(signal.getsignal(self.signum))
         signal.signal(self.signum, self._on_signal)

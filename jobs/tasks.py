@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
+import subprocess
 from typing import Any
 
 import submitit
@@ -55,6 +57,24 @@ def with_resume_auto(cfg: Any) -> Any:
     return OmegaConf.to_object(node)
 
 
+def node_address(name: str) -> str:
+    """An address for SLURM node ``name``: the name itself when it resolves, else the
+    node's ``NodeAddr`` from ``scontrol``. A node name need not be a host name (nodes
+    called gpu-001 reached at 10.0.0.7; several slurmd on one host), and submitit takes
+    the first node's name as MASTER_ADDR."""
+    try:
+        socket.getaddrinfo(name, None)
+        return name
+    except socket.gaierror:
+        pass
+    out = subprocess.run(["scontrol", "show", "node", name, "-o"], capture_output=True,
+                         text=True, timeout=60).stdout
+    addr = next((kv.split("=", 1)[1] for kv in out.split() if kv.startswith("NodeAddr=")), "")
+    if not addr:
+        raise RuntimeError(f"SLURM node {name!r}: not a resolvable host and scontrol gives no NodeAddr")
+    return addr
+
+
 class TrainTask(submitit.helpers.Checkpointable):
     """One rank of a training job: distributed env from submitit, stop flag on pre-emption.
 
@@ -70,6 +90,7 @@ class TrainTask(submitit.helpers.Checkpointable):
     def __call__(self, cfg: Any) -> dict:
         _setup_logging()
         env = submitit.helpers.TorchDistributedEnvironment()
+        env.master_addr = node_address(env.master_addr)
         # GPUs are left as SLURM gives them; the engine picks cuda:LOCAL_RANK
         env.export(set_cuda_visible_devices=False, overwrite=True)
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
@@ -77,7 +98,8 @@ class TrainTask(submitit.helpers.Checkpointable):
                  submitit.JobEnvironment().hostname, env.master_addr, env.master_port, restarts)
         stop = StopOnSignal()
         result = dict(resolve(self.target)(cfg, stop_requested=stop.requested))
-        result.update(rank=env.rank, world_size=env.world_size, restarts=restarts)
+        result.update(rank=env.rank, world_size=env.world_size, restarts=restarts,
+                      node=os.environ.get("SLURMD_NODENAME", submitit.JobEnvironment().hostname))
         if result.get("status") == "interrupted":
             stop.hand_over(env.rank)
         return result

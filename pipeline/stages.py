@@ -68,4 +68,8 @@ BENCHES = _table(
           "our distributed Sinkhorn-Knopp vs POT on the same problem: seconds, labels, peak memory"),
     Stage("shard", "pipeline.bench.shard:Config", "pipeline.bench.shard:run",
           "input seconds/s of the shard stage vs plain ffmpeg transcoding the same inputs"),
+    Stage("shard_memory", "pipeline.bench.shard_memory:Config", "pipeline.bench.shard_memory:run",
+          "peak RSS of the shard stage on a short cut of a film vs the whole film (flat with length?)"),
+    Stage("scale", "pipeline.bench.scale:Config", "pipeline.bench.scale:run",
+          "every stage at N and 8N synthetic videos, own process each: s/item, peak RSS, ratios"),
 )

@@ -39,7 +39,7 @@ def test_train_predict_classify_and_reload(tmp_path):
     torch.manual_seed(0)
     images, boxes = _frames()
     det = build_detector(CFG, 3, KINETICS_MEAN, KINETICS_STD, 32)
-    history = train_detector(det, images, boxes, [0, 1, 2, 0, 1, 2], CFG)
+    history = train_detector(det, zip(images, boxes, [0, 1, 2, 0, 1, 2]), CFG)
     assert len(history) == 4 and all(np.isfinite(r["loss"]) for r in history)
     assert {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"} <= set(history[0])
     dets = predict(det, images)

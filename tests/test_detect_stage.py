@@ -37,8 +37,11 @@ def test_detect_stage_end_to_end(synth_corpus, synth_shards, tmp_path):
     assert (out / "av" / "final" / "method.safetensors").exists()       # the engine's run
     assert len((out / "av" / "metrics.jsonl").read_text().splitlines()) == 3
     assert (out / "detector" / "detector.safetensors").exists()
-    rows = [json.loads(line) for line in (out / "pseudo_labels.jsonl").read_text().splitlines()]
+    side = sorted((out / "pseudo_labels").iterdir())  # one side file per shard
+    assert [p.name for p in side] == [f"shard-{i:06d}.jsonl" for i in range(4)]
+    rows = [json.loads(line) for p in side for line in p.read_text().splitlines()]
     assert len(rows) == 24 * 2 and {r["frame"] for r in rows} == {0, 1}
+    assert len({(r["key"], r["frame"]) for r in rows}) == len(rows)
     for r in rows:
         x0, y0, x1, y1 = r["box"]
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and 0 <= r["cluster"] < 4

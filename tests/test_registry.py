@@ -62,7 +62,7 @@ def test_methods_get_their_own_section_and_shared_settings():
     cfg = load_config(TrainConfig, [CONFIGS / "selavi_tiny.yaml"], ["out=o"])
     method = build_method(cfg)
     assert method.scfg is cfg.selavi and isinstance(method.shared, SharedSettings)
-    assert method.shared == SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps)
+    assert method.shared == SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps, out=cfg.out)
     with pytest.raises(ConfigError, match="unknown method 'sela'; choose from gdt, simclr"):
         build_method(cfg, "sela")
 

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -58,6 +59,9 @@ class DetectorConfig:
     score_thresh: float = field(default=0.01, metadata={"help": "keep detections scoring above this", "min": 0, "max": 1})
     detections_per_img: int = field(default=20, metadata={"help": "detections kept per image", "min": 1})
     seed: int = field(default=0, metadata={"help": "initialisation and sampling seed", "min": 0})
+    shuffle_frames: int = field(default=1024, metadata={
+        "help": "training frames held in memory and drawn from at random (a shuffle buffer "
+                "refilled from the shards); memory is this x 3 x H x W bytes", "min": 1})
 
 
 def build_detector(cfg: DetectorConfig, n_clusters: int, mean, std, frame_size: int) -> detection.FasterRCNN:
@@ -97,34 +101,38 @@ def init_backbone_from_av(model: detection.FasterRCNN, av_state: dict[str, torch
     return len(picked)
 
 
-def _targets(boxes: list[np.ndarray], clusters: list[int], size: tuple[int, int]) -> list[dict]:
+def _target(boxes: np.ndarray, cluster: int, size: tuple[int, int]) -> dict:
     h, w = size
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    return [{"boxes": torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4) * scale,
-             "labels": torch.full((len(b),), int(c) + 1, dtype=torch.int64)}
-            for b, c in zip(boxes, clusters)]
+    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) * torch.tensor([w, h, w, h], dtype=torch.float32)
+    return {"boxes": b, "labels": torch.full((len(b),), int(cluster) + 1, dtype=torch.int64)}
 
 
-def train_detector(model: detection.FasterRCNN, images: torch.Tensor, boxes: list[np.ndarray],
-                   clusters: list[int], cfg: DetectorConfig) -> list[dict]:
-    """Train on uint8 images [N, 3, H, W] with normalised pseudo boxes; returns loss rows."""
-    if len(images) == 0:
-        raise InputError("detector: no training frames")
+def train_detector(model: detection.FasterRCNN, frames: Iterator[tuple[torch.Tensor, np.ndarray, int]],
+                   cfg: DetectorConfig) -> list[dict]:
+    """Train on a stream of (uint8 image [3, H, W], normalised pseudo boxes [m, 4],
+    cluster); returns loss rows. Each image of a step is drawn at random from a buffer of
+    ``cfg.shuffle_frames`` frames and its place refilled from the stream, so memory is
+    that buffer whatever the number of frames."""
     gen = torch.Generator().manual_seed(cfg.seed)
+    frames = iter(frames)
+    buffer = [f for f, _ in zip(frames, range(max(cfg.shuffle_frames, 1)))]
+    if not buffer:
+        raise InputError("detector: no training frames")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / max(cfg.warmup_steps, 1), 1.0)
                                               * 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0))))
-    targets = _targets(boxes, clusters, tuple(images.shape[-2:]))
     model.train()
     history = []
     bar = tqdm(range(cfg.steps), desc="detector", unit="step")
     for step in bar:
-        idx = torch.randint(len(images), (cfg.batch_size,), generator=gen).tolist()
+        idx = torch.randint(len(buffer), (cfg.batch_size,), generator=gen).tolist()
         flips = (torch.rand(cfg.batch_size, generator=gen) < cfg.flip).tolist()
         imgs, tgts = [], []
         for i, f in zip(idx, flips):
-            img, t = images[i].float() / 255, dict(targets[i])
+            image, boxes, cluster = buffer[i]
+            buffer[i] = next(frames, buffer[i])  # a finite stream leaves its last frames in place
+            img, t = image.float() / 255, _target(boxes, cluster, tuple(image.shape[-2:]))
             if f:
                 w = img.shape[-1]
                 img, b = img.flip(-1), t["boxes"].clone()

@@ -1,10 +1,10 @@
-"""Frames of a shard set with their audio, ground truth and (optionally) the AV model's
-heatmaps and clusters, gathered in one deterministic pass of the evaluation loader.
+"""Frames of a shard set, streamed a batch at a time, with their audio and ground truth.
 
 Each clip gives ``positions`` evenly spaced views (``train=false``: centre crops, no
 augmentation); a view is one frame (the centre frame of the view's clip) and the audio
-window centred on it. The pass is deterministic, so pseudo labels written from it can be
-joined back to the same frames by (key, frame) later.
+window centred on it. The decoding is deterministic, so labels written in one pass are
+joined back to the same frames by (key, frame) in a later one. Nothing here holds more
+than one batch of frames: memory does not grow with the shard set.
 """
 from __future__ import annotations
 
@@ -13,43 +13,46 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm import tqdm
 
-from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.errors import InputError
+from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 
 
 @dataclass
-class FrameSet:
-    images: torch.Tensor            # uint8 [N, 3, H, W]
-    gt: torch.Tensor                # float [N, 4] normalised ground-truth box, NaN = none
-    label: torch.Tensor             # long [N], -1 = unlabelled
+class FrameBatch:
+    """The frames of one loader batch (clip-major: the views of a clip are adjacent)."""
+    images: torch.Tensor            # uint8 [n, 3, H, W]
+    gt: torch.Tensor                # float [n, 4] normalised ground-truth box, NaN = none
+    label: torch.Tensor             # long [n], -1 = unlabelled
     key: list[str]                  # clip key of each frame
-    frame: torch.Tensor             # long [N] view (position) index within the clip
-    start: torch.Tensor             # float [N] start of the view's clip, seconds
-    # per AV model name: heat [N, h, w] (cosine, own audio), cluster [N] (argmax of the
-    # summed head scores), scores [N, K] (summed head log-probabilities)
-    av: dict[str, dict[str, torch.Tensor]]
+    frame: torch.Tensor             # long [n] view (position) index within the clip
+    start: torch.Tensor             # float [n] start of the view's clip, seconds
+    batch: dict                     # the loader batch on the device, as the AV model takes it
 
     def __len__(self) -> int:
         return len(self.key)
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
-
     def has_gt(self) -> torch.Tensor:
         return ~torch.isnan(self.gt).any(1)
 
+    def labelled(self) -> torch.Tensor:
+        """Indices of the frames with a ground-truth box and a class."""
+        return (self.has_gt() & (self.label >= 0)).nonzero().flatten()
+
 
 def frame_loader_config(base: LoaderConfig, shards: str, positions: int, batch_size: int,
-                        workers: int) -> LoaderConfig:
-    """The training loader's decoding settings in deterministic evaluation mode."""
+                        workers: int, shuffle: int = 0, seed: int = 0) -> LoaderConfig:
+    """The training loader's decoding settings in deterministic evaluation mode; with
+    ``shuffle`` > 1 the shard order and the clips (a buffer of that many) are shuffled,
+    which changes the order of the frames but never the frames themselves."""
     cfg = copy.deepcopy(base)
     cfg.shards, cfg.sources = shards, []
-    cfg.train, cfg.resampled, cfg.shuffle_shards, cfg.shuffle_buffer = False, False, False, 1
+    cfg.train, cfg.resampled = False, False
+    cfg.shuffle_shards, cfg.shuffle_buffer, cfg.seed = shuffle > 1, max(shuffle, 1), seed
     cfg.batch_size, cfg.workers = batch_size, workers
     cfg.clip.positions, cfg.clip.copies, cfg.clip.reverse = positions, 1, False
     return cfg
@@ -62,33 +65,39 @@ def to_uint8(video: torch.Tensor, mean, std) -> torch.Tensor:
     return (video.float() * s + m).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
-@torch.no_grad()
-def collect_frames(cfg: LoaderConfig, models: dict | None = None, desc: str = "frames") -> FrameSet:
-    """One pass over ``cfg.shards``; with ``models`` (name -> AVLocMethod) also their outputs."""
-    models = models or {}
-    for m in models.values():
-        m.eval()
-    parts: dict[str, list] = {k: [] for k in ("images", "gt", "label", "key", "frame", "start")}
-    av: dict[str, dict[str, list]] = {n: {"heat": [], "cluster": [], "scores": []} for n in models}
-    for batch in tqdm(ClipLoader(cfg), desc=desc, unit="batch"):
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def frame_batches(loader: ClipLoader, device: torch.device | str = "cpu",
+                  desc: str = "frames") -> Iterator[FrameBatch]:
+    """One pass of ``loader`` as frame batches: the one place in detection that takes
+    loader batches (get batch -> move to device -> use)."""
+    cfg = loader.cfg
+    for raw in tqdm(loader, desc=desc, unit="batch"):
+        batch = _to_device(raw, torch.device(device))
         video = batch["video"]                               # [B, V, C, T, H, W]
         b, v, t = video.shape[0], video.shape[1], video.shape[3]
-        parts["images"].append(to_uint8(video[:, :, :, t // 2].flatten(0, 1), cfg.video.mean, cfg.video.std))
-        parts["gt"].append(batch["boxes"][:, :, t // 2].reshape(-1, 4))
-        parts["label"].append(batch["label"].repeat_interleave(v))
-        parts["key"].extend(k for k in batch["key"] for _ in range(v))
-        parts["frame"].append(torch.arange(v).repeat(b))
-        parts["start"].append(torch.tensor(batch["start"], dtype=torch.float32).reshape(-1))
-        for name, model in models.items():
-            out = model.localise(batch)
-            av[name]["heat"].append(out["heat"])
-            av[name]["cluster"].append(out["cluster"])
-            av[name]["scores"].append(torch.log_softmax(out["v_logits"], 1) + torch.log_softmax(out["a_logits"], 1))
-    if not parts["key"]:
-        raise InputError(f"{cfg.shards}: no readable clips")
-    cat = {k: torch.cat(v) for k, v in parts.items() if k != "key"}
-    return FrameSet(key=parts["key"], av={n: {k: torch.cat(v) for k, v in d.items()} for n, d in av.items()},
-                    **cat)
+        yield FrameBatch(
+            images=to_uint8(video[:, :, :, t // 2].flatten(0, 1).cpu(), cfg.video.mean, cfg.video.std),
+            gt=raw["boxes"][:, :, t // 2].reshape(-1, 4).float(),
+            label=raw["label"].repeat_interleave(v),
+            key=[k for k in raw["key"] for _ in range(v)],
+            frame=torch.arange(v).repeat(b),
+            start=torch.tensor(raw["start"], dtype=torch.float32).reshape(-1),
+            batch=batch)
+
+
+def epochs(cfg: LoaderConfig) -> Iterator[FrameBatch]:
+    """Frame batches forever, a new shuffle each epoch; an error if a pass yields none."""
+    loader = ClipLoader(cfg)
+    while True:
+        n = 0
+        for fb in frame_batches(loader, desc=f"frames (epoch {loader.epoch})"):
+            n += len(fb)
+            yield fb
+        if n == 0:
+            raise InputError(f"{cfg.shards}: no readable clips")
 
 
 def class_names(shards: str) -> list[str]:

@@ -49,9 +49,18 @@ class Detector:
                         for b, s, c in zip(d["boxes"][keep], d["scores"][keep], d["labels"][keep])])
         return out
 
-    def video(self, path: str | Path, every: int = 1, score_min: float = 0.3) -> list[dict]:
-        """Detections on every ``every``-th frame of a video file: [{frame, t, detections}]."""
-        frames, times = [], []
+    def video(self, path: str | Path, every: int = 1, score_min: float = 0.3,
+              chunk: int = 64) -> list[dict]:
+        """Detections on every ``every``-th frame of a video file: [{frame, t, detections}].
+        Frames are detected ``chunk`` at a time, so memory does not grow with the video."""
+        out, frames, times = [], [], []
+
+        def flush() -> None:
+            for t, d in zip(times, self(np.stack(frames), score_min)):
+                out.append({"frame": len(out) * every, "t": t, "detections": d})
+            frames.clear()
+            times.clear()
+
         rgb = VideoReformatter()  # one swscale context for all frames (to_ndarray makes one per frame)
         try:
             with open_local(str(path)) as container:
@@ -60,9 +69,12 @@ class Detector:
                     if i % every == 0:
                         frames.append(rgb.reformat(frame, format="rgb24").to_ndarray())
                         times.append(round(float(frame.time or 0.0), 4))
+                        if len(frames) == chunk:
+                            flush()
         except av.error.FFmpegError as err:
             raise InputError(f"{path}: cannot decode video: {err}") from None
-        if not frames:
+        if frames:
+            flush()
+        if not out:
             raise InputError(f"{path}: no video frames")
-        dets = self(np.stack(frames), score_min)
-        return [{"frame": i * every, "t": t, "detections": d} for i, (t, d) in enumerate(zip(times, dets))]
+        return out

@@ -20,9 +20,9 @@ def pixel_boxes(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return boxes.float() * torch.tensor([w, h, w, h], dtype=torch.float32)
 
 
-def loc_accuracy(pred: list[np.ndarray], gt: torch.Tensor, thresh: float = 0.5) -> float:
-    """Fraction of frames with a ground-truth box whose first predicted box has IoU >= thresh
-    with it (a frame without a prediction is a miss)."""
+def loc_hits(pred: list[np.ndarray], gt: torch.Tensor, thresh: float = 0.5) -> tuple[int, int]:
+    """(frames whose first predicted box has IoU >= thresh with the ground truth, frames
+    with a ground-truth box); a frame without a prediction is a miss."""
     hits, n = 0, 0
     for p, g in zip(pred, gt):
         if torch.isnan(g).any():
@@ -30,6 +30,12 @@ def loc_accuracy(pred: list[np.ndarray], gt: torch.Tensor, thresh: float = 0.5) 
         n += 1
         if len(p):
             hits += float(box_iou(torch.as_tensor(p[:1], dtype=torch.float32), g[None].float())[0, 0]) >= thresh
+    return hits, n
+
+
+def loc_accuracy(pred: list[np.ndarray], gt: torch.Tensor, thresh: float = 0.5) -> float:
+    """Fraction of frames with a ground-truth box that ``loc_hits`` counts as hits."""
+    hits, n = loc_hits(pred, gt, thresh)
     return hits / n if n else float("nan")
 
 

@@ -140,7 +140,9 @@ class GDT(nn.Module):
             sim = torch.einsum("nkd,njd->nkj", v, a)  # own-sample cross-modal similarities
             metrics = {"acc_v2a": ok_va / terms, "acc_a2v": ok_av / terms,
                        "sim_pos": sim[:, self.pos].mean(),
-                       "temperature": torch.as_tensor(t).detach().clone()}
+                       "temperature": torch.as_tensor(t).detach().clone(),
+                       # samples each row is scored against: this rank's and every other's
+                       "global_batch": torch.tensor(float(total))}
             if self.hard.any():
                 metrics["sim_hard"] = sim[:, self.hard].mean()
         return loss, metrics

@@ -37,6 +37,18 @@ def curves(runs: dict[str, list[dict]], keys=("loss", "lr", "clips_per_s", "data
     return _png(fig)
 
 
+def stratified_rows(labels: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` row indices, the same share per class (evenly spaced within it), so a
+    projection costs the same whatever the number of clips and small classes still show."""
+    labels = np.asarray(labels)
+    if len(labels) <= n:
+        return np.arange(len(labels))
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    per = max(1, n // len(members))
+    rows = [m[np.linspace(0, len(m) - 1, min(per, len(m))).astype(int)] for m in members]
+    return np.sort(np.concatenate(rows))[:n]
+
+
 @PLAIN_TEXT
 def projection(emb: dict[str, np.ndarray], labels: np.ndarray, names: list[str], seed: int = 0) -> bytes:
     """2-D t-SNE of each embedding (video, audio), points coloured by class."""

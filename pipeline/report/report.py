@@ -15,7 +15,7 @@ from pipeline.config import MISSING
 from pipeline.io.atomic import write_text
 from pipeline.loader.lookup import read_samples
 from pipeline.report.cluster_browser import _thumb
-from pipeline.report.figures import curves, projection
+from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
 from pipeline.utils.metrics import read_jsonl
 
@@ -38,6 +38,9 @@ class ReportConfig:
     test_shards: str = field(default="", metadata={"help": "shards of the evaluated clips, for thumbnails (default: run_dir/shards/test)"})
     class_names: list[str] = field(default_factory=list, metadata={"help": "class names (default: the shards' index.json)"})
     out: str = field(default="", metadata={"help": "report path (default: run_dir/report.html)"})
+    projection_points: int = field(default=2000, metadata={
+        "help": "t-SNE on at most this many held-out clips, a stratified sample (the same number per "
+                "class), so its cost does not grow with the test set; the page says how many", "min": 1})
 
 
 def _eval_table(ev: dict) -> str:
@@ -95,8 +98,13 @@ def build_report(cfg: ReportConfig) -> Path:
         if emb.exists():
             z = np.load(emb)
             if (z["label"] >= 0).all():
-                sets = {m: z[f"{m}_emb"] for m in ("video", "audio") if f"{m}_emb" in z}
-                body.append("<h2>Embeddings</h2>" + png_tag(projection(sets, z["label"], names), "t-SNE", width=1100))
+                rows = stratified_rows(z["label"], cfg.projection_points)
+                total = int(z["sampled_from"]) if "sampled_from" in z else len(z["label"])
+                sets = {m: z[f"{m}_emb"][rows] for m in ("video", "audio") if f"{m}_emb" in z}
+                body.append("<h2>Embeddings</h2><p class='muted'>t-SNE of " + (
+                    f"{len(rows)} of the {total} held-out clips: a stratified sample, the same "
+                    "number per class" if len(rows) < total else f"all {total} held-out clips") + "</p>"
+                    + png_tag(projection(sets, z["label"][rows], names), "t-SNE", width=1100))
         ex = run / "eval" / "retrieval_examples.json"
         if ex.exists():
             body.append("<h2>Retrieval examples</h2>" + _retrieval(json.loads(ex.read_text()), shards, names))

@@ -44,6 +44,9 @@ class RunConfig:
                                              "On a small CPU shared with loader workers, fewer threads avoid oversubscription", "min": 0})
     log_every: int = field(default=10, metadata={"help": "log metrics every N steps", "min": 1})
     tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard event files"})
+    sample_log: bool = field(default=False, metadata={
+        "help": "write the clip keys of every batch to out/samples/rank<R>.jsonl (step, loader "
+                "epoch, keys): which clips each rank trained on, to audit the split of the data"})
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -24,9 +24,10 @@ from pipeline.train.config import TrainConfig, deepspeed_config
 from pipeline.train.distributed import any_rank, average_buffers, barrier, setup_distributed
 from pipeline.train.method import StepContext, final_weights
 from pipeline.train.methods import build_method
-from pipeline.train.metrics_log import MetricsLog
+from pipeline.train.metrics_log import MetricsLog, truncate_jsonl
 from pipeline.train.optim import build_optimizer, warmup_cosine
 from pipeline.train.warm_start import warm_start
+from pipeline.utils.metrics import JsonlWriter
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
         log.info("resumed from %s at step %d", resumed_from, step)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
     metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard, step=step)
+    samples = JsonlWriter(out / "samples" / f"rank{info.rank}.jsonl", enabled=cfg.sample_log)
+    if cfg.sample_log:
+        truncate_jsonl(samples.path, step)  # as metrics.jsonl: each step once after a resume
     ctx = StepContext(info=info, step=step, total_steps=cfg.steps, engine=engine)
     quiet = os.environ.get("TQDM_DISABLE") == "1"  # --quiet (an explicit disable overrides tqdm's env default)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet or not info.is_main)
@@ -98,6 +102,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
         t_wait = time.perf_counter()
         for batch in loader:
             t_got = time.perf_counter()
+            samples.write({"step": step + 1, "epoch": loader.epoch, "keys": list(batch["key"])})
             ctx.step = step
             method.on_step_start(ctx)
             loss, parts = engine(_to_device(batch, info.device, dtype))

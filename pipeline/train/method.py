@@ -32,6 +32,7 @@ class SharedSettings:
     model: ModelConfig  # backbones and heads
     loader: LoaderConfig  # the training data (SeLaVi re-reads the dataset with it)
     steps: int  # optimizer steps of the run (for schedules)
+    out: str = ""  # the run folder (SeLaVi's labelling pass keeps its scratch files there)
 
 
 @dataclass

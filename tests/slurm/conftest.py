@@ -1,4 +1,4 @@
-"""A real one-node SLURM cluster for the session, and launcher settings that fit it.
+"""A real two-node SLURM cluster for the session, and launcher settings that fit it.
 
 Jobs inherit the submitter's environment (sbatch --export=ALL), so ``SLURM_CONF`` reaches
 srun inside the jobs and ``PYTHONPATH`` lets them import this folder's stand-in stages.
@@ -34,7 +34,7 @@ def slurm_cluster():
 
 @pytest.fixture(scope="session")
 def node_profile():
-    """The stage's real profile from pipeline/configs/slurm/, shrunk to the one test node."""
+    """The stage's real profile from pipeline/configs/slurm/, shrunk to fit a test node."""
     def make(stage: str, *overrides: str):
         return load_slurm(stage, "", ("time_min=10", "cpus_per_task=1", "mem=null",
                                       "gpus_per_node=0", "signal_delay_s=30", *overrides))

@@ -1,4 +1,9 @@
-"""A real one-node SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd) for tests.
+"""A real SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, one slurmd per node) for tests.
+
+``nodes`` compute nodes live on this one host: each node is its own ``slurmd -N NAME``
+with its own port, spool, pid and log file, all reached at 127.0.0.1, so a job of
+``--nodes=2`` really is split by SLURM over two daemons (two node names, two step
+daemons), as on a cluster, while every task runs on this machine.
 
 Everything lives under one temporary directory (configs, spool, state, logs, database,
 sockets), every daemon listens on 127.0.0.1 on ports picked free at start, and every
@@ -20,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DAEMONS = ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")  # stop order
+DAEMONS = ("slurmctld", "slurmdbd", "mariadbd", "munged")  # stop order, after the slurmds
 BINARIES = ("munged", "mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "slurmctld",
             "slurmd", "sbatch", "srun", "sacct", "scontrol", "sinfo", "squeue", "scancel")
 
@@ -58,17 +63,19 @@ def _node_hardware() -> dict[str, str]:
 
 
 class LocalSlurmCluster:
-    def __init__(self, root: str | os.PathLike | None = None, partition: str = "test"):
+    def __init__(self, root: str | os.PathLike | None = None, partition: str = "test", nodes: int = 2):
         missing = [b for b in BINARIES if shutil.which(b) is None]
         if missing:
             raise ClusterError("missing SLURM test dependencies: " + ", ".join(missing)
                                + " (run `make system-deps`)")
         self.root = Path(root or tempfile.mkdtemp(prefix="slurm-test-"))
         self.partition = partition
-        self.node = socket.gethostname().split(".")[0]
+        self.host = socket.gethostname().split(".")[0]
+        self.nodes = [f"{self.host}-{i}" for i in range(nodes)] if nodes > 1 else [self.host]
+        self.node = self.nodes[0]
         self.conf = self.root / "etc" / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
-        self.ports = {k: _free_port() for k in ("ctld", "slurmd", "dbd", "mysql")}
+        self.ports = {k: _free_port() for k in ("ctld", "dbd", "mysql", *self.nodes)}
         self._db_password = secrets.token_hex(12)
         self._mariadb: subprocess.Popen | None = None
 
@@ -99,8 +106,10 @@ class LocalSlurmCluster:
                                timeout)
             self._start_daemon("slurmctld", ["slurmctld", "-f", str(self.conf), "-i"],
                                lambda: self._ok(["scontrol", "ping"], "UP"), timeout)
-            self._start_daemon("slurmd", ["slurmd", "-f", str(self.conf), "-N", self.node],
-                               self._node_idle, timeout)
+            for node in self.nodes:
+                self._start_daemon(f"slurmd-{node}", ["slurmd", "-f", str(self.conf), "-N", node],
+                                   lambda: True, timeout)
+            self._wait("slurmd", self._nodes_idle, timeout)
             self._wait("sacct", lambda: self._ok(["sacct", "-n", "-X", "-a"]), timeout)
         except subprocess.CalledProcessError as err:
             self.stop()
@@ -154,15 +163,16 @@ class LocalSlurmCluster:
         cpus = int(hw["CPUs"])
         self.conf.write_text("\n".join([
             f"ClusterName=t{secrets.token_hex(3)}",
-            f"SlurmctldHost={self.node}(127.0.0.1)", f"SlurmctldPort={p['ctld']}",
-            f"SlurmdPort={p['slurmd']}", "SlurmUser=root", "SlurmdUser=root",
+            f"SlurmctldHost={self.host}(127.0.0.1)", f"SlurmctldPort={p['ctld']}",
+            f"SlurmdPort={p[self.nodes[0]]}", "SlurmUser=root", "SlurmdUser=root",
             "AuthType=auth/munge", "CredType=cred/munge",
             # the credential lifetime also delays a requeued job's restart (default 120 s)
             f"AuthInfo={auth},cred_expire=10",
-            f"StateSaveLocation={r / 'state'}", f"SlurmdSpoolDir={r / 'spool'}",
+            # %n: each node's slurmd has its own spool, pid and log file
+            f"StateSaveLocation={r / 'state'}", f"SlurmdSpoolDir={r / 'spool' / '%n'}",
             f"SlurmctldPidFile={self.pidfile('slurmctld')}",
-            f"SlurmdPidFile={self.pidfile('slurmd')}",
-            f"SlurmctldLogFile={self.log('slurmctld')}", f"SlurmdLogFile={self.log('slurmd')}",
+            f"SlurmdPidFile={self.pidfile('slurmd-%n')}",
+            f"SlurmctldLogFile={self.log('slurmctld')}", f"SlurmdLogFile={self.log('slurmd-%n')}",
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",  # no cgroups here
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/slurmdbd",
@@ -174,12 +184,13 @@ class LocalSlurmCluster:
             "MailProg=/bin/true", "MpiDefault=none", "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
             "ReturnToService=2", "JobRequeue=1", "MinJobAge=300", "KillWait=5",
             "InactiveLimit=0", "SlurmdTimeout=60", "DefMemPerCPU=1024",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} Boards={hw['Boards']} "
-            f"SocketsPerBoard={hw['SocketsPerBoard']} CoresPerSocket={hw['CoresPerSocket']} "
-            f"ThreadsPerCore={hw['ThreadsPerCore']} RealMemory={min(int(hw['RealMemory']), 4096 * cpus)} "
-            "State=UNKNOWN",
-            f"PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE "
-            "State=UP", ""]))
+            *(f"NodeName={node} NodeAddr=127.0.0.1 NodeHostname=127.0.0.1 Port={p[node]} "
+              f"CPUs={cpus} Boards={hw['Boards']} SocketsPerBoard={hw['SocketsPerBoard']} "
+              f"CoresPerSocket={hw['CoresPerSocket']} ThreadsPerCore={hw['ThreadsPerCore']} "
+              f"RealMemory={min(int(hw['RealMemory']), 4096 * cpus)} State=UNKNOWN"
+              for node in self.nodes),
+            f"PartitionName={self.partition} Nodes={','.join(self.nodes)} Default=YES "
+            "MaxTime=INFINITE State=UP", ""]))
 
     def _start_daemon(self, name: str, cmd: list[str], ready, timeout: float) -> None:
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
@@ -201,10 +212,11 @@ class LocalSlurmCluster:
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
         return proc.returncode == 0 and expect in proc.stdout
 
-    def _node_idle(self) -> bool:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env,
+    def _nodes_idle(self) -> bool:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=self.env,
                              capture_output=True, text=True, timeout=30).stdout
-        return out.strip().startswith("idle")
+        states = dict(line.split() for line in out.splitlines() if line.strip())
+        return all(states.get(n, "").startswith("idle") for n in self.nodes)
 
     # -- use ---------------------------------------------------------------------------
     def client(self, *cmd: str, check: bool = True) -> str:
@@ -227,7 +239,7 @@ class LocalSlurmCluster:
             deadline = time.monotonic() + timeout
             while self.job_ids() and time.monotonic() < deadline:
                 time.sleep(0.5)
-        for name in DAEMONS:
+        for name in [f"slurmd-{n}" for n in self.nodes] + list(DAEMONS):
             self._stop_pid(name, timeout)
         if self._mariadb is not None:
             try:

@@ -48,6 +48,6 @@ def build_method(cfg: Any, name: str | None = None):
     from pipeline.train.method import SharedSettings
 
     spec = METHODS[name or cfg.method]
-    shared = SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps)
+    shared = SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps, out=cfg.out)
     others = {s: getattr(cfg, s) for s in spec.uses}
     return spec.load().Method(getattr(cfg, spec.section), shared, **others)

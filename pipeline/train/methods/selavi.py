@@ -3,8 +3,9 @@ augmentations of each other.
 
 h heads of K clusters on both the video and the audio backbone. On a schedule denser
 early, the whole dataset's head outputs are collected (float16, each rank its own
-shards) and the distributed Sinkhorn-Knopp solver assigns one label per sample and head
-from the cross-modal probabilities (geometric mean of the two softmaxes). Between
+shards, streamed to disk and memory-mapped back: ``LogProbStore``) and the distributed
+Sinkhorn-Knopp solver assigns one label per sample and head from the cross-modal
+probabilities (geometric mean of the two softmaxes), one head at a time. Between
 re-labellings both heads learn to predict those labels (0.5 CE video + 0.5 CE audio,
 averaged over heads), optionally plus a weighted GDT contrastive loss.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from pipeline.objectives.gdt import GDT, GDTConfig
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 from pipeline.train import method
 from pipeline.train.method import SharedSettings, StepContext
+from pipeline.train.logprob_store import LogProbStore
 from pipeline.train.methods.contrastive import check_views
 
 log = logging.getLogger(__name__)
@@ -128,37 +131,40 @@ class SeLaViMethod(method.Method):
             self.last_relabel = ctx.step
 
     @torch.no_grad()
-    def collect(self, ctx: StepContext) -> dict:
-        """One pass over the dataset (this rank's share): keys, labels, head log-probs."""
+    def collect(self, ctx: StepContext, store: LogProbStore) -> dict:
+        """One pass over the dataset (this rank's share): keys and true labels; the heads'
+        log-probs [N, h, K] go to ``store`` as they come."""
         lcfg = replace(self.shared.loader, resampled=False, train=False, batch_size=self.scfg.batch_size,
                        clip=replace(self.shared.loader.clip, positions=1, copies=1, reverse=False))
         loader = ClipLoader(lcfg, ctx.info.rank, ctx.info.world_size)
         was_training = self.training
         self.eval()
         dtype = next(self.parameters()).dtype
-        keys, true, logp = [], [], []
+        keys, true = [], []
         for batch in loader:
             b = {m: batch[m].to(ctx.info.device, dtype) for m in ("video", "audio")}
             lv, la, _ = self.head_logits(b)
             lv, la = lv[:, 0].float(), la[:, 0].float()  # the single view
             # geometric mean of the modalities' softmaxes, in log space
-            logp.append((0.5 * (lv.log_softmax(-1) + la.log_softmax(-1))).half().cpu())
+            store.append(0.5 * (lv.log_softmax(-1) + la.log_softmax(-1)))
             keys.extend(batch["key"])
             true.extend(batch["label"].tolist())
         self.train(was_training)
-        k, h = self.scfg.clusters, self.scfg.heads
-        return {"keys": keys, "true": true,
-                "logp": torch.cat(logp) if logp else torch.zeros(0, h, k, dtype=torch.float16)}
+        return {"keys": keys, "true": true}
 
     def relabel(self, ctx: StepContext) -> dict:
-        data = self.collect(ctx)
-        labels = torch.stack([sinkhorn_knopp(data["logp"][:, j], self.scfg.sinkhorn).labels
-                              for j in range(self.scfg.heads)], dim=1) if len(data["keys"]) else \
-            torch.zeros(0, self.scfg.heads, dtype=torch.long)
-        conf = data["logp"][:, 0].float().softmax(-1).max(-1).values if len(data["keys"]) else torch.zeros(0)
+        h, k = self.scfg.heads, self.scfg.clusters
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        with LogProbStore(Path(self.shared.out) / "labelling", h, k, f".rank{ctx.info.rank}") as store:
+            data = self.collect(ctx, store)
+            labels = torch.zeros(store.n, h, dtype=torch.long)
+            if store.n or distributed:  # the solver is collective: every rank takes part
+                for j in range(h):
+                    labels[:, j] = sinkhorn_knopp(store.head(j), self.scfg.sinkhorn).labels.cpu()
+            conf = _confidence(store.head(0))
         mine = (data["keys"], labels, data["true"], conf)
         shards = [mine]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if distributed:
             shards = [None] * dist.get_world_size()
             dist.all_gather_object(shards, mine)
         keys = [k for s in shards for k in s[0]]
@@ -170,6 +176,12 @@ class SeLaViMethod(method.Method):
         sizes = torch.bincount(all_labels[:, 0], minlength=self.scfg.clusters)
         log.info("step %d: re-labelled %d samples; head-0 cluster sizes %s", ctx.step, len(keys), sizes.tolist())
         return {"keys": self.keys, "labels": self.labels}
+
+
+def _confidence(logp: torch.Tensor, rows: int = 1 << 16) -> torch.Tensor:
+    """Largest probability of each row of [N, K] log-probs, read in chunks."""
+    parts = [logp[s:s + rows].float().softmax(-1).amax(-1) for s in range(0, len(logp), rows)]
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 Config, Method = SeLaViConfig, SeLaViMethod
