@@ -88,15 +88,15 @@ class Demo:
         """A real folder's train and test shard sets: its splits.csv (train, test) or a
         held-out part (``holdout``); one set for both only when holdout=0."""
         folder = self.out / name
-        declared = (Path(self.cfg.corpus) / "splits.csv").is_file()
+        declared = Path(src).is_dir() and (Path(src) / "splits.csv").is_file()
         split = [] if declared else [f"holdout={self.cfg.holdout}"]
         single = not declared and not self.cfg.holdout
         sets = [folder] if single else [folder / "train", folder / "test"]
         if not all((d / "index.json").exists() for d in sets):
             self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}", *split])
         if not all((d / "index.json").exists() for d in sets):
-            raise InputError(f"{self.cfg.corpus}/splits.csv: the demo evaluates on a 'train' and a "
-                             "'test' split; name them so")
+            raise InputError(f"{src}/splits.csv: the demo evaluates on a 'train' and a 'test' "
+                             "split; name them so")
         return str(sets[0]), str(sets[-1])
 
     def run(self) -> dict:
