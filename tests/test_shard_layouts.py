@@ -274,3 +274,30 @@ def test_layout_options_are_checked(tmp_path):
         shard(f"input={root}", f"output={tmp_path / 'o'}", "holdout=1.5")
     with pytest.raises(InputError, match="a UCF101 layout holds UCF-101/"):
         shard(f"input={DATA}", f"output={tmp_path / 'o'}", "dataset=ucf101")
+
+
+def test_holdout_split_is_stratified_grouped_and_stable():
+    from pipeline.shard.corpus import InputItem
+    from pipeline.shard.layouts.holdout import holdout_split
+
+    def items(n_per_class):
+        out = []
+        for label, n in n_per_class.items():
+            for i in range(n):
+                path = f"{label}/{i:03d}.mp4"
+                for seg in range(3):  # three segments of one file, as a manifest may list them
+                    out.append(InputItem(path=path, abspath=path, identity=f"{path}@{seg}", label=label,
+                                         start=float(seg), end=float(seg + 1)))
+        return out
+    base = items({"a": 20, "b": 10, "c": 1})
+    split = holdout_split(base, 0.2, seed=0)
+    test_files = {it.path for it in split["test"]}
+    assert not test_files & {it.path for it in split["train"]}  # segments of a file stay together
+    assert len(split["test"]) == 3 * len(test_files)
+    assert sorted(p.split("/")[0] for p in test_files).count("a") == 4
+    assert sorted(p.split("/")[0] for p in test_files).count("b") == 2 and "c/000.mp4" not in test_files
+    assert holdout_split(base, 0.2, seed=0) == split                    # fixed by the seed
+    assert {it.path for it in holdout_split(base, 0.2, seed=1)["test"]} != test_files
+    grown = holdout_split(items({"a": 25, "b": 10, "c": 1}), 0.2, seed=0)
+    moved = ({it.path for it in grown["test"]} & {it.path for it in base}) ^ test_files
+    assert len(moved) <= 2  # 5 files added to class a: at most a couple of old ones change side

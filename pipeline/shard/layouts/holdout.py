@@ -4,8 +4,8 @@ Scoring a model on the clips it was trained on reads as a result and is not one 
 clip is its own nearest neighbour), so an unsplit folder gets a test part by default.
 Clips of one source file never straddle the split: the unit is the file (a manifest may
 cut one file into several segments). Within each label, files are ranked by a hash of
-(seed, path) and the first ``round(fraction * n)`` go to test: the choice depends only on
-the seed and the file's own path, so adding files to a corpus moves no other file.
+(seed, path) and the first ``round(fraction * n)`` go to test: a file's rank depends only
+on the seed and its own path, so adding files to a corpus moves few of the others.
 """
 from __future__ import annotations
 
