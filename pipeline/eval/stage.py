@@ -40,9 +40,9 @@ class EvalConfig:
     random_init: bool = field(default=True, metadata={"help": "also evaluate the same architectures at random init"})
     detect_eval: str = field(default="", metadata={"help": "detect_eval.json of the detection stage (adds map50)"})
     cluster_eval: str = field(default="", metadata={"help": "cluster_eval.json of the cluster stage (adds selavi_*)"})
-    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
-    workers: int = field(default=2, metadata={"help": "loader workers"})
-    seed: int = field(default=0, metadata={"help": "seed of the random-init networks and k-means"})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch", "min": 1})
+    workers: int = field(default=2, metadata={"help": "loader workers", "min": 0})
+    seed: int = field(default=0, metadata={"help": "seed of the random-init networks and k-means", "min": 0})
 
 
 def _retrieval(test: dict) -> dict:
