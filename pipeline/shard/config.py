@@ -21,7 +21,7 @@ class ShardConfig:
     dataset: str = field(default="generic", metadata={"choices": tuple(READERS), "help": "layout of input: generic (folder or manifest) | ucf101 (UCF-101/ + ucfTrainTestlist/) | hmdb51 (class folders + testTrainMulti_7030_splits/) | esc50 (audio/ + meta/esc50.csv); a split corpus writes one shard set per subset: output/train, output/test (ucf101, hmdb51, generic), output/fold1..fold5 (esc50), output/<split> (splits.csv)"})
     split: Optional[int] = field(default=None, metadata={"help": "ucf101 / hmdb51: official split 1, 2 or 3 (unset: 1)", "min": 1, "max": 3})
     holdout: Optional[float] = field(default=None, metadata={"help": "generic: fraction of each class's files held out in output/test (stratified by label, a file's clips never straddle); unset: 0.2 for a folder without splits.csv, 0 for a manifest; 0 = one shard set in output/", "min": 0, "below": 1})
-    holdout_seed: int = field(default=0, metadata={"help": "generic: seed of the held-out choice (a hash of seed and path: stable as files are added)"})
+    holdout_seed: int = field(default=0, metadata={"help": "generic: seed of the held-out choice (a hash of seed and path: few files move as files are added)", "min": 0})
     output: str = field(default=MISSING, metadata={"help": "output folder: NAME-000000.tar, NAME-000000.stats.json, index.json, config.yaml"})
     name: str = field(default="shard", metadata={"help": "shard file name prefix", "pattern": r"[A-Za-z0-9][A-Za-z0-9_.-]*"})
     videos_per_shard: int = field(default=32, metadata={"help": "input videos per shard (sorted inputs, fixed count: the assignment never depends on the run)", "min": 1})
