@@ -264,13 +264,13 @@ def test_malformed_hmdb51_and_esc50_files_name_file_and_line(tmp_path):
 
 def test_layout_options_are_checked(tmp_path):
     root = _ucf_lists(tmp_path / "ucf", CI, TR, TE)
-    with pytest.raises(ConfigError, match="split=4: UCF101 has splits 1, 2 and 3"):
+    with pytest.raises(ConfigError, match="'split': 4; must be >= 1, <= 3"):
         shard(f"input={root}", f"output={tmp_path / 'o'}", "dataset=ucf101", "split=4")
-    with pytest.raises(ConfigError, match="dataset='kinetics'"):
+    with pytest.raises(ConfigError, match="'dataset': 'kinetics'; must be one of 'generic'"):
         shard(f"input={root}", f"output={tmp_path / 'o'}", "dataset=kinetics")
     with pytest.raises(ConfigError, match="only the ucf101 and hmdb51 layouts"):
         shard(f"input={root}", f"output={tmp_path / 'o'}", "split=1")
-    with pytest.raises(ConfigError, match=r"holdout=1.5"):
+    with pytest.raises(ConfigError, match=r"'holdout': 1.5; must be >= 0, < 1"):
         shard(f"input={root}", f"output={tmp_path / 'o'}", "holdout=1.5")
     with pytest.raises(InputError, match="a UCF101 layout holds UCF-101/"):
         shard(f"input={DATA}", f"output={tmp_path / 'o'}", "dataset=ucf101")
