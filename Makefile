@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT ?= demo_out
 CORPUS ?=
+HOLDOUT ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 # Debian packages: ffmpeg for the transcoder, SLURM + MariaDB for the cluster tests,
@@ -33,7 +34,7 @@ system-deps:
 	fi
 
 demo: install system-deps
-	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS))
+	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS)) $(if $(HOLDOUT),holdout=$(HOLDOUT))
 
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -3,12 +3,11 @@
 Which slices still have work is the stage's own answer (``incomplete_slices``: a shard
 is complete once its stats file with the same fingerprint exists), so a re-run submits
 only those, and the launcher never needs to know the shard layout. When every shard is
-complete but ``index.json`` is missing (the last task died before merging), one
+complete but an ``index.json`` is missing (the last task died before merging), one
 ``merge_only`` job builds it.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from jobs.config import LaunchConfig, SlurmConfig, load_slurm
@@ -46,9 +45,9 @@ def launch_shard(cfg: Any, launch: LaunchConfig | None = None,
         cfgs = [replace_key(cfg, "slice", f"{i}/{n}") for i in todo]
         labels = [f"slice {i}/{n}" for i in todo]
         print(f"shard: {len(todo)} of {n} slice(s) incomplete")
-    elif not (Path(cfg.output) / "index.json").exists():
+    elif not all(p.exists() for p in resolve(f"{module}:make_plan")(cfg).indexes):
         cfgs, labels = [replace_key(cfg, "merge_only", True)], ["merge"]
-        print("shard: every shard is complete but index.json is missing: one merge job")
+        print("shard: every shard is complete but an index.json is missing: one merge job")
     else:
         print(f"shard: every shard in {cfg.output} is complete; nothing to submit")
         return [], []

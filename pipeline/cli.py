@@ -1,11 +1,11 @@
 """``python -m pipeline <stage> [RECIPE | CONFIG.yaml ...] [key=value ...] [--key value] [--quiet]``.
 
-Arguments are read as: files ending in .yaml/.yml are configs (merged in order after the
-stage's default config), a bare name of a packaged recipe (``gdt_tiny`` for
-``pipeline/configs/gdt_tiny.yaml``, found inside the installed package) is a config too,
-``key=value`` and ``--key value`` are overrides, other bare words fill the stage's
-positional keys. ``--help`` on a stage lists every key with its type, default and
-meaning, generated from the schema.
+Arguments are read as: files ending in .yaml/.yml are configs (merged in order onto the
+stage's schema defaults: a recipe states what it needs, no other file is merged under it),
+a bare name of a packaged recipe (``gdt_tiny`` for ``pipeline/configs/gdt_tiny.yaml``, found
+inside the installed package) is a config too, ``key=value`` and ``--key value`` are
+overrides, other bare words fill the stage's positional keys. ``--help`` on a stage lists
+every key with its type, default and meaning, generated from the schema.
 """
 from __future__ import annotations
 
@@ -50,9 +50,6 @@ def _stage_help(stage: Stage, prefix: str) -> str:
     lines = [f"usage: {PROG} {prefix}{stage.name} {pos + ' ' if pos else ''}"
              "[RECIPE | CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, "",
              f"packaged recipes (by name): {', '.join(recipes())}", ""]
-    if stage.default_config:
-        lines.append(f"defaults: pipeline/configs/{stage.default_config} (merged before your files)")
-        lines.append("")
     lines.append("config keys (type, default):")
     for key, tname, default, helptext in flat_fields(stage.load_schema()):
         shown = "REQUIRED" if str(default) == "???" else repr(default)
@@ -98,8 +95,7 @@ def parse_args(stage: Stage, args: Sequence[str]) -> tuple[list[str], list[str],
 
 
 def build_config(stage: Stage, files: Sequence[str], overrides: Sequence[str]):
-    defaults = [CONFIGS / stage.default_config] if stage.default_config else []
-    return load_config(stage.load_schema(), [*defaults, *files], overrides)
+    return load_config(stage.load_schema(), list(files), overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

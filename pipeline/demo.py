@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     out: str = field(default="demo_out", metadata={"help": "run folder: report.html, eval.json, export/ ..."})
     corpus: str = field(default="", metadata={"help": "a real video folder (classes = sub-folders, or manifest.csv in it); empty = synthetic"})
+    holdout: float = field(default=0.2, metadata={"help": "corpus=DIR without a splits.csv (train/test): fraction of each class's files held out for evaluation (seeded, clips of a file never straddle); 0 = evaluate on the training clips (in-sample)", "min": 0, "below": 1})
     n_train: int = field(default=256, metadata={"help": "synthetic training videos", "min": 1})
     n_test: int = field(default=96, metadata={"help": "synthetic held-out videos", "min": 1})
     n_classes: int = field(default=8, metadata={"help": "synthetic classes", "min": 2, "max": 64})
@@ -73,16 +74,30 @@ class Demo:
         return inputs[0], inputs[1]
 
     def shards(self, train_in: str, test_in: str, short_side: int, name: str = "shards") -> tuple[str, str]:
+        if self.cfg.corpus:
+            return self.corpus_shards(train_in, short_side, name)
         dirs = []
         for split, src in (("train", train_in), ("test", test_in)):
             folder = self.out / name / split
-            if self.cfg.corpus and split == "test":
-                dirs.append(dirs[0])  # a real folder has no held-out split: evaluate on it
-                continue
             if not (folder / "index.json").exists():
                 self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}"])
             dirs.append(str(folder))
         return dirs[0], dirs[1]
+
+    def corpus_shards(self, src: str, short_side: int, name: str) -> tuple[str, str]:
+        """A real folder's train and test shard sets: its splits.csv (train, test) or a
+        held-out part (``holdout``); one set for both only when holdout=0."""
+        folder = self.out / name
+        declared = Path(src).is_dir() and (Path(src) / "splits.csv").is_file()
+        split = [] if declared else [f"holdout={self.cfg.holdout}"]
+        single = not declared and not self.cfg.holdout
+        sets = [folder] if single else [folder / "train", folder / "test"]
+        if not all((d / "index.json").exists() for d in sets):
+            self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}", *split])
+        if not all((d / "index.json").exists() for d in sets):
+            raise InputError(f"{src}/splits.csv: the demo evaluates on a 'train' and a 'test' "
+                             "split; name them so")
+        return str(sets[0]), str(sets[-1])
 
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +129,9 @@ class Demo:
         # the headline numbers at the top of the run folder (the eval stage's own copy stays)
         shutil.copyfile(self.out / "eval" / "eval.json", self.out / "eval.json")
         summary = {"corpus": self.cfg.corpus or f"synthetic ({self.cfg.n_classes} classes)",
-                   "held_out": not self.cfg.corpus, **{f"{k}_s": v for k, v in self.times.items()}}
+                   "held_out": train_shards != test_shards,
+                   **({"splits": str(Path(train_shards).parent / "splits.json")} if self.cfg.corpus
+                      and train_shards != test_shards else {}), **{f"{k}_s": v for k, v in self.times.items()}}
         write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]
         print(f"\nreport: {Path(report).resolve()}\neval:   {(self.out / 'eval.json').resolve()}")

@@ -18,7 +18,6 @@ class Stage:
     target: str                      # "package.module:run"
     help: str
     positional: tuple[str, ...] = ()  # config keys filled by bare positional arguments
-    default_config: str | None = None  # file under pipeline/configs/ merged before the user's
 
     def load_schema(self) -> type:
         return resolve(self.schema)
@@ -36,16 +35,13 @@ STAGES = _table(
     Stage("synth", "pipeline.synth.stage:SynthConfig", "pipeline.synth.stage:run",
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
     Stage("shard", "pipeline.shard.stage:ShardConfig", "pipeline.shard.stage:run",
-          "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)",
-          default_config="shard.yaml"),
+          "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)"),
     Stage("train", "pipeline.train.config:TrainConfig", "pipeline.train.engine:run",
           "pretrain with DeepSpeed: gdt | simclr | clip (contrastive) | selavi"),
     Stage("cluster", "pipeline.train.config:TrainConfig", "pipeline.train.cluster_stage:run",
-          "SeLaVi self-labelling: train, label every clip, metrics, cluster browser",
-          default_config="selavi_tiny.yaml"),
+          "SeLaVi self-labelling: train, label every clip, metrics, cluster browser"),
     Stage("detect", "pipeline.detect.stage:DetectConfig", "pipeline.detect.stage:run",
-          "audio-supervised detection: AV localisation (avloc) -> pseudo boxes -> Faster R-CNN -> mAP",
-          default_config="detect_tiny.yaml"),
+          "audio-supervised detection: AV localisation (avloc) -> pseudo boxes -> Faster R-CNN -> mAP"),
     Stage("export", "pipeline.export.export:ExportConfig", "pipeline.export.export:run",
           "export each backbone of a run as safetensors + JSON (load with pipeline.load_backbone)",
           positional=("run_dir",)),

@@ -9,6 +9,7 @@ import sys
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.config import CONFIGS
 from pipeline.detect.infer import Detector
 
 TINY = ["frames_per_clip=2", "batch_size=8", "workers=1", "shot_trials=1", "pictures=4",
@@ -21,7 +22,8 @@ TINY = ["frames_per_clip=2", "batch_size=8", "workers=1", "shot_trials=1", "pict
 
 
 def _detect(*args):
-    res = subprocess.run([sys.executable, "-m", "pipeline", "detect", *args, "--quiet"],
+    res = subprocess.run([sys.executable, "-m", "pipeline", "detect", str(CONFIGS / "detect_tiny.yaml"),
+                          *args, "--quiet"],
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
 

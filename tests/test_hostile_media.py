@@ -42,7 +42,7 @@ def hostile(tmp_path) -> Path:
 
 def shard(out: Path, *args: str) -> dict[str, dict]:
     assert main(["shard", f"output={out}", "clip_seconds=1", "short_side=32", "workers=1",
-                 "--quiet", *args]) == 0
+                 "holdout=0", "--quiet", *args]) == 0
     return {e["path"]: e for e in json.loads((out / "index.json").read_text())["inputs"]}
 
 

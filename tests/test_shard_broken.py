@@ -76,7 +76,7 @@ def broken(tmp_path_factory) -> Path:
 def test_each_broken_input_gets_its_reason(broken, tmp_path):
     out = tmp_path / "out"
     result = shard(f"input={broken}", f"output={out}", "workers=2", "videos_per_shard=4",
-                   "clip_seconds=2", "short_side=64", "require_audio=true")
+                   "clip_seconds=2", "short_side=64", "require_audio=true", "holdout=0")
     index = json.loads((out / "index.json").read_text())
     got = {e["path"]: (e["status"], e["reason"]) for e in index["inputs"]}
     assert got == EXPECTED

@@ -18,7 +18,8 @@ FILES = {"a/lego_toy.mp4": "lego_toy.mp4", "a/rocket_launch.webm": "rocket_launc
          "b/chimpanzee.mpg": "chimpanzee.mpg", "b/bunny_6ch.mp4": "bunny_6ch.mp4",
          "c/face_hevc.mov": "face_hevc.mov", "c/city_no_audio.mpg": "city_no_audio.mpg",
          "c/lego_toy.mp4": "lego_toy.mp4", "d/park_short.mp4": "park_short.mp4"}
-ARGS = ["videos_per_shard=1", "clip_seconds=2", "short_side=64", "require_audio=false", "workers=2"]
+ARGS = ["videos_per_shard=1", "clip_seconds=2", "short_side=64", "require_audio=false", "workers=2",
+        "holdout=0"]
 
 
 def make_corpus(root: Path, files: dict) -> Path:
@@ -105,7 +106,7 @@ def test_rerun_skips_complete_shards_and_redoes_changed_ones(tmp_path):
                                                "y/chimpanzee.mpg": "chimpanzee.mpg"})
     out = tmp_path / "out"
     common = [f"input={corpus}", f"output={out}", "videos_per_shard=1", "clip_seconds=2",
-              "short_side=64", "workers=1"]
+              "short_side=64", "workers=1", "holdout=0"]
     assert shard(*common)["shards_written"] == 2
     first = outputs(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.tar")}

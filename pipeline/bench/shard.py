@@ -125,7 +125,7 @@ def _our_round(cfg: Config, out_dir: Path, workers: int) -> tuple[float, float, 
         f"videos_per_shard={cfg.videos_per_shard}", f"clip_seconds={cfg.clip_seconds}",
         f"fps={cfg.fps}", f"short_side={cfg.short_side}", f"audio_rate={cfg.audio_rate}",
         f"crf={cfg.crf}", f"preset={cfg.preset}", f"scale_flags={cfg.scale_flags}",
-        "require_audio=false"])
+        "require_audio=false", "holdout=0"])
     start, cpu = time.perf_counter(), _cpu()
     result = run_shard(scfg)
     return time.perf_counter() - start, _cpu() - cpu, result

@@ -1,4 +1,5 @@
-"""Clip audio windows from the decoded s16le mono track (wrapped as WAV by ``pipeline.io.wav``).
+"""The decoded s16le mono track of an input: clip windows (wrapped as WAV by
+``pipeline.io.wav``), loudness, and the decode of an audio-only input (ESC-50).
 
 A canonical 44-byte header + raw 16-bit samples means sample ``n`` lies at byte
 ``44 + 2 n``: any window is read by offset, without decoding. Windows are exact sample
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from pipeline.shard.transcode import Decoded, _run
 
 
 def track_window(path: str, first: int, count: int) -> bytes:
@@ -42,3 +45,24 @@ def track_rms(path: str, chunk: int = 1 << 20) -> float:
             total += float(np.dot(x, x))
             n += len(x)
     return float(np.sqrt(total / n)) / 32768.0 if n else 0.0
+
+
+def decode_track(path: str, out_path: str, rate: int, start: float | None = None,
+                 duration: float | None = None, ffmpeg: str = "ffmpeg", threads: int = 0,
+                 timeout: float = 3600.0) -> Decoded:
+    """Decode the first audio stream of ``path`` once to s16le mono at ``rate`` in
+    ``out_path`` (a video input's track comes from its single transcode instead)."""
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    if threads:
+        cmd += ["-threads", str(threads)]
+    if start:
+        cmd += ["-ss", f"{start:.6f}"]
+    if duration is not None:
+        cmd += ["-t", f"{duration:.6f}"]
+    cmd += ["-i", path, "-map_metadata", "-1", "-map", "0:a:0", "-ac", "1", "-ar", str(rate),
+            "-f", "s16le", out_path]
+    out = Decoded()
+    _run(cmd, timeout, out)
+    if os.path.exists(out_path):
+        out.audio_samples = os.path.getsize(out_path) // 2
+    return out

@@ -34,6 +34,7 @@ class InputItem:
     end: float | None = None
     boxes: list[list[float]] | None = None  # [t, x0, y0, x1, y1], t in source seconds
     extra: dict[str, Any] = field(default_factory=dict)
+    audio_only: bool = False        # a sound recording (ESC-50): samples get .wav, no .mp4
 
 
 def read_corpus(source: str, extensions: list[str] | tuple[str, ...] = VIDEO_EXTENSIONS,

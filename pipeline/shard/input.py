@@ -1,4 +1,5 @@
-"""One input video -> its samples, or the one status that says why it has none.
+"""One input video (or sound recording) -> its samples, or the one status that says why it
+has none.
 
 Every input ends with exactly one status: "ok", "failed" (the file is broken or refused:
 missing, empty_file, not_a_video, truncated, decode_error, bad_segment, timeout,
@@ -18,11 +19,11 @@ import tempfile
 from typing import Callable
 
 from pipeline.io.wav import pcm_wav
-from pipeline.shard.clip_spans import frames_of
+from pipeline.shard.clip_spans import clip_spans, frames_of
 from pipeline.shard.corpus import InputItem, confinement_root, is_inside
 from pipeline.shard.keys import input_prefix, sample_key
 from pipeline.shard.probe import ProbeError, output_size, probe
-from pipeline.shard.audio_track import rms, track_rms, track_window
+from pipeline.shard.audio_track import decode_track, rms, track_rms, track_window
 from pipeline.shard.config import ShardConfig
 from pipeline.shard.transcode import Decoded, EncodedClip, TranscodeSettings, transcode
 
@@ -100,6 +101,8 @@ def _process(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tmp_dir
         raise Rejected("not_a_video", "is a folder")
     if os.path.getsize(path) == 0:
         raise Rejected("empty_file")
+    if item.audio_only:
+        return _process_audio(item, cfg, classes, tmp_dir, emit)
     info = probe(path, cfg.ffprobe)
     expected = _expected_seconds(item, info.duration)
     if expected is not None and expected < cfg.min_seconds:
@@ -150,6 +153,25 @@ def _process(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tmp_dir
     return out
 
 
+def _labelled(item: InputItem, classes: dict[str, int]) -> list[tuple[str, bytes]]:
+    members = []
+    if item.caption is not None:
+        members.append(("txt", item.caption.encode("utf-8")))
+    if item.label is not None:
+        members.append(("cls", str(classes[item.label]).encode("ascii")))
+    return members
+
+
+def _meta(item: InputItem, key: str, k: int, sha1: str, start: float, duration: float,
+          rate: int | None, pcm: bytes) -> dict:
+    """The json fields of every sample. ``video_id`` names the input, so all clips of one
+    video share it (video-level metrics group by it); it is the key without the clip index."""
+    return {"key": key, "video_id": key.rsplit("_", 1)[0], "source": item.path, "source_sha1": sha1,
+            "clip_index": k, "start": round(start, 6), "duration": round(duration, 6),
+            "audio_rate": rate, "has_audio": rate is not None, "audio_rms": round(rms(pcm), 6),
+            "label": item.label, "caption": item.caption}
+
+
 def _members(item: InputItem, cfg: ShardConfig, classes: dict[str, int], key: str, k: int,
              clip: EncodedClip, mp4: bytes, audio_path: str | None, sha1: str, width: int,
              height: int) -> list[tuple[str, bytes]]:
@@ -161,22 +183,60 @@ def _members(item: InputItem, cfg: ShardConfig, classes: dict[str, int], key: st
         first = clip.start_frame * rate // fps  # windows tile the track exactly
         pcm = track_window(audio_path, first, (clip.start_frame + clip.n_frames) * rate // fps - first)
         members.append(("wav", pcm_wav(pcm, rate)))
-    if item.caption is not None:
-        members.append(("txt", item.caption.encode("utf-8")))
-    if item.label is not None:
-        members.append(("cls", str(classes[item.label]).encode("ascii")))
+    members += _labelled(item, classes)
     start = (item.start or 0.0) + clip.start_frame / fps
-    meta = {"key": key, "source": item.path, "source_sha1": sha1, "clip_index": k,
-            "start": round(start, 6), "duration": round(clip.n_frames / fps, 6), "fps": fps,
-            "n_frames": clip.n_frames, "width": width, "height": height,
-            "audio_rate": rate if audio_path else None, "has_audio": bool(audio_path),
-            "audio_rms": round(rms(pcm), 6), "label": item.label, "caption": item.caption}
+    meta = {**_meta(item, key, k, sha1, start, clip.n_frames / fps, rate if audio_path else None, pcm),
+            "has_video": True, "fps": fps, "n_frames": clip.n_frames, "width": width, "height": height}
     if item.boxes is not None:
         meta["boxes"] = rebase_boxes(item.boxes, start, start + clip.n_frames / fps)
     if item.extra:
         meta["extra"] = item.extra
     members.append(("json", json.dumps(meta).encode("utf-8")))
     return members
+
+
+def _process_audio(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tmp_dir: str,
+                   emit: Emit) -> dict:
+    """A sound recording (ESC-50): its track cut by the clip policy into ``.wav`` samples,
+    no ``.mp4``; the same statuses as a video (no sound at all: skipped)."""
+    rate = cfg.audio_rate
+    with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="input.") as work:
+        track = os.path.join(work, "audio.s16")
+        dec = decode_track(item.abspath, track, rate, item.start,
+                           item.end - (item.start or 0.0) if item.end is not None else None,
+                           cfg.ffmpeg, cfg.ffmpeg_threads, cfg.input_timeout)
+        if dec.timed_out:
+            raise Rejected("timeout", f"ffmpeg ran longer than {cfg.input_timeout:.0f} s")
+        if dec.audio_samples == 0:
+            detail = dec.stderr.strip().splitlines()[-1] if dec.stderr.strip() else "no samples"
+            raise Rejected("no_audio_stream" if "matches no streams" in detail else "decode_error",
+                           detail)
+        seconds = dec.audio_samples / rate
+        if seconds < cfg.min_seconds:
+            raise Rejected("too_short", f"{seconds:.2f} s < min_seconds {cfg.min_seconds}")
+        if track_rms(track) < cfg.silence_rms:
+            raise Rejected("silent_audio")
+        spans = clip_spans(dec.audio_samples, max(round(cfg.clip_seconds * rate), 1),
+                           max(round((cfg.stride_seconds or cfg.clip_seconds) * rate), 1),
+                           max(round(cfg.min_clip_seconds * rate), 1))
+        if not spans:
+            raise Rejected("too_short", f"{seconds:.2f} s, no clip of >= {cfg.min_clip_seconds} s")
+        sha1, prefix = file_sha1(item.abspath), input_prefix(item.path, item.identity)
+        for k, (first, count) in enumerate(spans):
+            key = sample_key(prefix, k)
+            pcm = track_window(track, first, count)
+            meta = {**_meta(item, key, k, sha1, (item.start or 0.0) + first / rate, count / rate,
+                            rate, pcm), "has_video": False, "fps": None, "n_frames": 0,
+                    "width": None, "height": None}
+            if item.extra:
+                meta["extra"] = item.extra
+            try:
+                emit(key, [("wav", pcm_wav(pcm, rate)), *_labelled(item, classes),
+                           ("json", json.dumps(meta).encode("utf-8"))])
+            except Exception as exc:
+                raise SinkError(f"writing sample {key}: {exc}") from exc
+    return {"clips": len(spans), "seconds": round(seconds, 3),
+            "clip_seconds": round(sum(c for _, c in spans) / rate, 3)}
 
 
 def _check(dec: Decoded, expected: float | None, cfg: ShardConfig, fps: int) -> str | None:

@@ -1,4 +1,5 @@
-"""``python -m pipeline shard input=FOLDER_OR_MANIFEST output=DIR``: videos -> webdataset shards.
+"""``python -m pipeline shard input=FOLDER_OR_MANIFEST output=DIR [dataset=ucf101 split=1]``:
+videos -> webdataset shards.
 
 Each sample is one clip: ``<key>.mp4`` (H.264, no audio, keyframe every second),
 ``<key>.wav`` (mono s16 PCM), ``<key>.txt`` / ``<key>.cls`` when known and ``<key>.json``
@@ -7,6 +8,11 @@ the corpus, so shards can be made by a process pool (``workers``), split across 
 array (``slice=i/n``) and resumed after any crash: complete shards (stats file with the
 same fingerprint) are skipped, the rest redone with identical bytes. ``index.json`` is
 merged from the stats once every shard is complete.
+
+A split corpus (a dataset layout's train/test or folds, a folder's ``splits.csv``, or the
+default held-out part of a folder: ``pipeline.shard.layouts``) becomes one such shard set
+per subset, ``output/<subset>/``, with the same class list, plus ``output/splits.json``
+listing which input went where and which the split leaves out.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -26,24 +32,41 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, save_config
+from pipeline.io.atomic import write_json
 from pipeline.shard.clip_encoder import ClipEncoder
-from pipeline.shard.corpus import InputItem, class_names, read_corpus
+from pipeline.shard.corpus import InputItem
 from pipeline.shard.index import build_index, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
-from pipeline.shard.config import OUTPUT_KEYS, ShardConfig
+from pipeline.shard.config import OUTPUT_KEYS, ShardConfig, with_defaults
+from pipeline.shard.layouts import SINGLE, Layout, read_layout
 from pipeline.shard.writer import ShardJob, fingerprint, read_stats, write_shard
 from pipeline.shard.transcode import kill_with_parent
 from pipeline.errors import InputError
 
-__all__ = ["ShardConfig", "Plan", "make_plan", "parse_slice", "incomplete_slices", "merge", "run"]
+__all__ = ["ShardConfig", "Plan", "ShardSet", "make_plan", "parse_slice", "incomplete_slices", "merge",
+           "split_listing", "run"]
 log = logging.getLogger(__name__)
 
 
 @dataclass
+class ShardSet:
+    subset: str                     # "" (SINGLE): the corpus is not split
+    output: str                     # its folder: output/ or output/<subset>/
+    jobs: list[ShardJob]
+
+
+@dataclass
 class Plan:
-    items: list[InputItem]
+    cfg: ShardConfig                # with the layout's values for the keys left unset
+    layout: Layout
     classes: list[str]
-    jobs: list[ShardJob]            # one per shard, in shard order
+    items: list[InputItem]          # every input to shard, all subsets
+    sets: list[ShardSet]
+    jobs: list[ShardJob]            # every shard of every set, in order: slices share these
+
+    @property
+    def indexes(self) -> list[Path]:
+        return [Path(s.output) / "index.json" for s in self.sets]
 
 
 def _validate(cfg: ShardConfig) -> None:
@@ -94,42 +117,68 @@ def parse_slice(text: str) -> tuple[int, int]:
 
 def make_plan(cfg: ShardConfig) -> Plan:
     """The deterministic input -> shard assignment every slice and re-run agrees on."""
-    items = read_corpus(cfg.input, cfg.extensions, cfg.labels_from_folders)
+    layout = read_layout(cfg)
+    cfg = with_defaults(cfg, layout.defaults)
+    items = [it for subset in layout.subsets.values() for it in subset]
     prefixes: dict[str, str] = {}
     for it in items:
         other = prefixes.setdefault(input_prefix(it.path, it.identity), it.identity)
         if other != it.identity:  # 40-bit hash collision: astronomically rare, never silent
             raise InputError(f"key collision between inputs {other!r} and {it.identity!r}")
-    classes = class_names(items)
-    n = cfg.videos_per_shard
-    jobs = []
-    for i in range(0, len(items), n):
-        chunk = items[i:i + n]
-        jobs.append(ShardJob(i // n, chunk, fingerprint(cfg, classes, chunk)))
-    return Plan(items, classes, jobs)
+    n, sets, jobs = cfg.videos_per_shard, [], []
+    for subset, members in layout.subsets.items():
+        if not members:
+            raise InputError(f"input {cfg.input}: the {layout.dataset} layout puts no input in "
+                             f"{subset or 'the corpus'}")
+        output = str(Path(cfg.output) / subset) if subset else cfg.output
+        tmp = str(Path(cfg.tmp_dir) / subset) if cfg.tmp_dir and subset else cfg.tmp_dir
+        mine = [ShardJob(i // n, members[i:i + n], fingerprint(cfg, layout.classes, members[i:i + n]),
+                         output, tmp) for i in range(0, len(members), n)]
+        sets.append(ShardSet(subset, output, mine))
+        jobs += mine
+    return Plan(cfg, layout, layout.classes, items, sets, jobs)
+
+
+def _done(cfg: ShardConfig, job: ShardJob) -> dict | None:
+    return read_stats(job.output, cfg.name, job.index, job.fingerprint)
 
 
 def incomplete_slices(cfg: ShardConfig, n_slices: int) -> list[int]:
     """Slices (of ``n_slices``) that still own an incomplete shard: what a launcher resubmits."""
     plan = make_plan(cfg)
-    return sorted({j.index % n_slices for j in plan.jobs
-                   if read_stats(cfg.output, cfg.name, j.index, j.fingerprint) is None})
+    return sorted({k % n_slices for k, j in enumerate(plan.jobs) if _done(plan.cfg, j) is None})
 
 
-def merge(cfg: ShardConfig, plan: Plan | None = None) -> dict:
-    """Build ``index.json`` from the stats files; InputError if a shard is incomplete."""
+def merge(cfg: ShardConfig, plan: Plan | None = None) -> dict[str, dict]:
+    """Build each shard set's ``index.json`` from its stats files: {subset: index}.
+    InputError if a shard is incomplete."""
     plan = plan or make_plan(cfg)
-    stats = [read_stats(cfg.output, cfg.name, j.index, j.fingerprint) for j in plan.jobs]
-    missing = [j.index for j, s in zip(plan.jobs, stats) if s is None]
+    cfg = plan.cfg
+    stats = [_done(cfg, j) for j in plan.jobs]
+    missing = [j for j, st in zip(plan.jobs, stats) if st is None]
     if missing:
-        raise InputError(f"{cfg.output}: {len(missing)} of {len(plan.jobs)} shard(s) incomplete "
-                         f"(e.g. {cfg.name}-{missing[0]:06d}); run the shard stage to finish them")
-    stray = stray_shards(cfg.output, cfg.name, len(plan.jobs))
-    if stray:
-        log.warning("%s: %d tar(s) not in this plan (an older run?), e.g. %s; remove them "
-                    "before loading the folder", cfg.output, len(stray), stray[0])
+        raise InputError(f"{missing[0].output}: {len(missing)} of {len(plan.jobs)} shard(s) incomplete "
+                         f"(e.g. {cfg.name}-{missing[0].index:06d}); run the shard stage to finish them")
+    by_job = {id(j): st for j, st in zip(plan.jobs, stats)}
     settings = {k: getattr(cfg, k) for k in OUTPUT_KEYS + ("videos_per_shard",)}
-    return build_index(cfg.output, cfg.name, plan.classes, stats, settings)
+    indexes = {}
+    for s in plan.sets:
+        stray = stray_shards(s.output, cfg.name, len(s.jobs))
+        if stray:
+            log.warning("%s: %d tar(s) not in this plan (an older run?), e.g. %s; remove them "
+                        "before loading the folder", s.output, len(stray), stray[0])
+        indexes[s.subset] = build_index(s.output, cfg.name, plan.classes,
+                                        [by_job[id(j)] for j in s.jobs], settings)
+    return indexes
+
+
+def split_listing(plan: Plan) -> dict:
+    """``splits.json`` of a split corpus: which input went to which subset, and which
+    inputs the split leaves out (with their status), so every input is accounted for."""
+    lay = plan.layout
+    return {"dataset": lay.dataset, "input": plan.cfg.input, **lay.info, "classes": plan.classes,
+            "subsets": {s: [it.path for it in items] for s, items in lay.subsets.items()},
+            "unused": lay.unused}
 
 
 _QUEUE = None
@@ -189,29 +238,48 @@ def _drain(q, seen) -> None:
             return
 
 
-def run(cfg: ShardConfig) -> dict:
-    _validate(cfg)
-    plan = make_plan(cfg)  # a bad input is reported before anything is written
-    out = Path(cfg.output)
+def _prepare(plan: Plan) -> None:
+    """Folders, resolved configs (each shard set has its own, as any shard folder does) and
+    the split listing; the same bytes from every slice, so concurrent slices agree."""
+    cfg, out = plan.cfg, Path(plan.cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    if plan.layout.split:
+        for s in plan.sets:
+            Path(s.output).mkdir(parents=True, exist_ok=True)
+            save_config(replace(cfg, output=s.output, tmp_dir=s.jobs[0].tmp_dir),
+                        Path(s.output) / "config.yaml")
+        write_json(out / "splits.json", split_listing(plan))
+
+
+def run(cfg: ShardConfig) -> dict:
+    plan = make_plan(cfg)  # a bad input or split file is reported before anything is written
+    cfg = plan.cfg
+    _validate(cfg)
+    out = Path(cfg.output)
+    _prepare(plan)
+    split = plan.layout.split
     if cfg.merge_only:
-        index = merge(cfg, plan)
+        indexes = merge(cfg, plan)
         log.info("shard: index of %d shards, %d clips -> %s", len(plan.jobs),
-                 index["totals"]["clips"], out / "index.json")
-        return {"index": str(out / "index.json"), "complete": True, **index["totals"]}
+                 sum(i["totals"]["clips"] for i in indexes.values()), out)
+        return {"index": None if split else str(out / "index.json"), "complete": True,
+                **({"subsets": {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}}
+                   if split else indexes[SINGLE]["totals"])}
     part, parts = parse_slice(cfg.slice)
-    mine = [j for j in plan.jobs if j.index % parts == part]
-    todo = [j for j in mine if read_stats(out, cfg.name, j.index, j.fingerprint) is None]
-    log.info("shard: %d inputs, %d classes -> %d shards; slice %d/%d owns %d, %d to write",
-             len(plan.items), len(plan.classes), len(plan.jobs), part, parts, len(mine), len(todo))
+    mine = [j for k, j in enumerate(plan.jobs) if k % parts == part]
+    todo = [j for j in mine if _done(cfg, j) is None]
+    log.info("shard: %d inputs, %d classes -> %d shards in %d set(s); slice %d/%d owns %d, %d to write",
+             len(plan.items), len(plan.classes), len(plan.jobs), len(plan.sets), part, parts,
+             len(mine), len(todo))
     start = time.perf_counter()
     entries = _execute(cfg, todo, plan.classes) if todo else []
+    entries += plan.layout.unused if part == 0 else []  # counted by one slice only
     wall = time.perf_counter() - start
     table = summary_table(entries, wall, len(todo), len(mine) - len(todo))
     print(table, flush=True)
-    complete = all(read_stats(out, cfg.name, j.index, j.fingerprint) for j in plan.jobs)
-    index = merge(cfg, plan) if complete else None
+    complete = all(_done(cfg, j) for j in plan.jobs)
+    indexes = merge(cfg, plan) if complete else None
     ok_seconds = sum(e["seconds"] for e in entries if e["status"] == "ok")
     result = {
         "shards": len(plan.jobs), "shards_written": len(todo), "shards_skipped": len(mine) - len(todo),
@@ -222,10 +290,13 @@ def run(cfg: ShardConfig) -> dict:
         "wall_seconds": round(wall, 3),
         "input_seconds_per_s": round(ok_seconds / wall, 3) if wall > 0 else 0.0,
         "videos_per_s": round(len(entries) / wall, 3) if wall > 0 else 0.0,
-        "complete": complete, "index": str(out / "index.json") if index else None,
+        "complete": complete, "index": str(out / "index.json") if indexes and not split else None,
     }
-    if index:
-        log.info("shard: corpus complete: %d videos, %d clips, %.3f h -> %s",
+    if split:
+        result["subsets"] = {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}
+        result["splits"] = str(out / "splits.json")
+    for subset, index in (indexes or {}).items():
+        log.info("shard: %s complete: %d videos, %d clips, %.3f h -> %s", subset or "corpus",
                  index["totals"]["videos"], index["totals"]["clips"], index["totals"]["hours"],
-                 out / "index.json")
+                 Path(cfg.output) / subset / "index.json")
     return result

@@ -32,6 +32,8 @@ class ShardJob:
     index: int
     inputs: list[InputItem]
     fingerprint: str
+    output: str                     # the shard set's folder (output/ or output/<subset>/)
+    tmp_dir: str = ""               # scratch folder; empty = inside output
 
 
 def fingerprint(cfg: ShardConfig, classes: list[str], inputs: list[InputItem]) -> str:
@@ -84,8 +86,8 @@ def _clean(output: Path, tmp_root: Path, base: str) -> None:
 
 def write_shard(cfg: ShardConfig, job: ShardJob, classes: list[str],
                 progress: Callable[[dict], None] | None = None) -> dict:
-    output = Path(cfg.output)
-    tmp_root = Path(cfg.tmp_dir) if cfg.tmp_dir else output
+    output = Path(job.output)
+    tmp_root = Path(job.tmp_dir) if job.tmp_dir else output
     tmp_root.mkdir(parents=True, exist_ok=True)
     base = shard_base(cfg.name, job.index)
     _clean(output, tmp_root, base)
