@@ -10,6 +10,7 @@ from pipeline.objectives.gdt import GDTConfig
 from pipeline.objectives.nce import NCEConfig
 from pipeline.objectives.simclr import SimCLRConfig
 from pipeline.train.methods.avloc import AVLocConfig
+from pipeline.train.methods.finetune import Config as FinetuneConfig
 from pipeline.train.methods.selavi import SeLaViConfig
 from pipeline.train.optim import OptimConfig
 
@@ -32,7 +33,7 @@ class CheckpointConfig:
 @dataclass
 class TrainConfig:
     out: str = field(default=MISSING, metadata={"help": "run folder: config, metrics, checkpoints, final weights"})
-    method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc"})
+    method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc | finetune"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     seed: int = field(default=0, metadata={"help": "model initialisation seed"})
     init: str = field(default="", metadata={"help": "warm start: a finished run folder or .safetensors whose matching tensors initialise the model"})
@@ -51,6 +52,7 @@ class TrainConfig:
     simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
     selavi: SeLaViConfig = field(default_factory=SeLaViConfig)
     avloc: AVLocConfig = field(default_factory=AVLocConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:
