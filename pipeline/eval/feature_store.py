@@ -95,7 +95,10 @@ class FeatureWriter:
         _save_npy(self.folder / "labels.npy", labels[order])
         write_json(self.folder / "meta.json", {"fingerprint": fingerprint, "n": n,
                                                "columns": sorted(self.raw), **(info or {})})
-        return FeatureSet.open(self.folder)
+        # built from what this writer committed, not from meta.json, which a concurrent
+        # writer of the same folder (array tasks sharing a cache) may be replacing
+        cols = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in self.raw}
+        return FeatureSet(self.folder, keys[order], labels[order], cols)
 
     def abort(self) -> None:
         for raw, fh, _ in self.raw.values():

@@ -17,7 +17,7 @@ CHUNK = 4096
 
 def unit_rows(x: np.ndarray, lo: int, hi: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """Rows lo:hi of a (memory-mapped) array as L2-normalised float32."""
-    return F.normalize(torch.as_tensor(np.asarray(x[lo:hi], np.float32), device=device), dim=1)
+    return F.normalize(torch.from_numpy(np.array(x[lo:hi], np.float32)).to(device), dim=1)
 
 
 def topk_cosine(queries: np.ndarray, candidates: np.ndarray, k: int,

@@ -16,7 +16,7 @@ HMDB51 split k, folder corpora); an ESC-50 root holds ``fold1/`` .. ``fold5/``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +26,7 @@ from pipeline.errors import InputError
 from pipeline.eval.clustering import kmeans_labels, selavi_metrics
 from pipeline.eval.feature_store import (FeatureSet, by_video, concat, middle_sample_rows,
                                          select_rows)
+from pipeline.eval.labels import class_names, label_map, remap
 from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.retrieval import class_retrieval
 from pipeline.shard.keys import sanitise
@@ -127,21 +128,29 @@ def score(protocol: str, part: Part, extract: Callable[[str], FeatureSet], work:
     """Metrics of one part for one network: ``extract(shards)`` gives a shard folder's
     features (cached per folder), ``work`` holds the derived sets."""
     _, _, with_train = needs(protocol)
-    test = extract(part.test)
+    canonical = class_names(part.train[0])
+    test = in_classes(extract(part.test), part.test, canonical)
     _labelled(test, f"test shards {part.test}")
     train = None
     if with_train:
-        sets = [extract(t) for t in part.train]
+        sets = [in_classes(extract(t), t, canonical) for t in part.train]
         for t, fs in zip(part.train, sets):
             _labelled(fs, f"training shards {t}")
-        train = sets[0] if len(sets) == 1 else concat([(fs, None) for fs in sets], work / "train", "all")
+        tag = hashlib.sha1("\n".join(canonical).encode()).hexdigest()[:10]
+        train = sets[0] if len(sets) == 1 else concat([(fs, None) for fs in sets], work / "train", tag)
     return SCORERS[protocol](train, test, _column(test, protocol), work, seed)
 
 
+def in_classes(fs: FeatureSet, shards: str, canonical: list[str]) -> FeatureSet:
+    """The set with its labels as ids of ``canonical`` (mapped by class name)."""
+    return replace(fs, labels=remap(fs.labels, label_map(class_names(shards), canonical)))
+
+
 def mean_over(results: dict[str, dict]) -> dict:
-    """Mean of every numeric metric over parts (and of their random_init rows)."""
+    """Mean of every metric (float) over parts, and of their random_init rows; counts
+    and chosen hyper-parameters are per part only."""
     def avg(rows: list[dict]) -> dict:
-        keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        keys = [k for k, v in rows[0].items() if isinstance(v, float) and k != "weight_decay"]
         return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     rows = list(results.values())
     out = avg(rows)

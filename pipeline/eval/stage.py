@@ -30,6 +30,7 @@ from pipeline.eval.clustering import clustering_metrics, kmeans_labels
 from pipeline.eval.feature_store import FeatureSet, video_runs
 from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
+from pipeline.eval.labels import class_names
 from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
@@ -121,6 +122,13 @@ def _embedding_sample(test: FeatureSet, n: int = EMBEDDING_SAMPLE) -> dict:
     return out
 
 
+def labelled(shards: str) -> bool:
+    try:
+        return bool(class_names(shards))
+    except InputError:  # shards without an index.json: ids are taken as they are
+        return False
+
+
 def in_sample(train_shards: str, test_shards: str) -> bool:
     """True when a test shard is also a training shard (no held-out split)."""
     tr = {str(Path(p).resolve()) for p in expand_shards(train_shards)}
@@ -136,6 +144,9 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
         kw = dict(pretrained=pretrained, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
         train = extract(export, cfg.train_shards, feats / "train", desc=f"{tag}/train", **kw)
         test = extract(export, cfg.test_shards, feats / "test", desc=f"{tag}/test", **kw)
+        canonical = class_names(cfg.train_shards) if labelled(cfg.train_shards) else []
+        if canonical:
+            test = protocols.in_classes(test, cfg.test_shards, canonical)
         metrics = _metrics(train, test, cfg.seed)
         if pretrained:
             result.update(metrics)
