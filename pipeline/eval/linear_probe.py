@@ -1,6 +1,6 @@
 """Linear probe: multinomial logistic regression on frozen, standardised features,
-trained by mini-batches read from (memory-mapped) rows, so its memory does not grow with
-the training set.
+fitted by L-BFGS whose every evaluation reads the (memory-mapped) rows in chunks, so its
+memory does not grow with the training set.
 
 Written here rather than taken from scikit-learn because its solvers need the whole
 matrix in memory. The weight decay is chosen on a held-out fifth of the training rows
@@ -36,24 +36,35 @@ def moments(x: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 def fit(x: np.ndarray, y: np.ndarray, rows: np.ndarray, n_cls: int, weight_decay: float,
-        seed: int = 0, epochs: int = 30, batch: int = 512, lr: float = 0.01, min_steps: int = 300):
-    """Softmax regression on standardised ``x[rows]``: Adam on mean cross-entropy plus
-    weight_decay/2 * |W|^2; returns (linear layer, mean, std)."""
+        max_iter: int = 100):
+    """Softmax regression on standardised ``x[rows]``: L-BFGS on the mean cross-entropy
+    plus weight_decay/2 * |W|^2, each evaluation streaming the rows in chunks (memory
+    O(chunk x D) whatever N; the optimum is the one full-batch solvers find). Returns
+    (linear layer, mean, std)."""
+    rows = np.sort(rows)
     mean, std = moments(x, rows)
-    rng = np.random.default_rng(seed)
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     layer = torch.nn.Linear(x.shape[1], n_cls)
     torch.nn.init.zeros_(layer.weight)
     torch.nn.init.zeros_(layer.bias)
-    opt = torch.optim.Adam(layer.parameters(), lr=lr)
-    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
-    steps = max(min_steps, epochs * -(-len(rows) // batch))
-    for _ in range(steps):
-        idx = np.sort(rng.choice(rows, size=min(batch, len(rows)), replace=False))
-        xb = (_rows(x, idx) - mean) / std
-        loss = F.cross_entropy(layer(xb), labels[idx]) + 0.5 * weight_decay * layer.weight.pow(2).sum()
+    chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
+    cached = [((_rows(x, c) - mean) / std, labels[c]) for c in chunks] if len(chunks) == 1 else None
+    opt = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=max_iter, history_size=10,
+                            tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        total = 0.5 * weight_decay * layer.weight.pow(2).sum()
+        total.backward()
+        total = total.detach()
+        for i, c in enumerate(chunks):
+            xb, yb = cached[0] if cached else ((_rows(x, c) - mean) / std, labels[c])
+            part = F.cross_entropy(layer(xb), yb, reduction="sum") / len(rows)
+            part.backward()
+            total = total + part.detach()
+        return total
+
+    opt.step(closure)
     return layer, mean, std
 
 
@@ -91,9 +102,9 @@ def linear_probe(train_x, train_y, test_x, test_y, train_groups: np.ndarray | No
     fit_rows, val_rows = held_out(train_y, train_groups, seed=seed)
     scores = {}
     for wd in weight_decays:
-        model = fit(train_x, train_y, fit_rows, n_cls, wd, seed)
+        model = fit(train_x, train_y, fit_rows, n_cls, wd)
         scores[wd] = float((predict(model, train_x, val_rows) == train_y[val_rows]).mean())
     best = max(weight_decays, key=lambda wd: (scores[wd], wd))  # ties: the stronger decay
-    model = fit(train_x, train_y, np.arange(len(train_y)), n_cls, best, seed)
+    model = fit(train_x, train_y, np.arange(len(train_y)), n_cls, best)
     top1 = float((predict(model, test_x) == test_y).mean())
     return {"top1": top1, "weight_decay": best, "val_top1": scores[best], "val_rows": int(len(val_rows))}
