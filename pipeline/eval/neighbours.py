@@ -16,8 +16,10 @@ CHUNK = 4096
 
 
 def unit_rows(x: np.ndarray, lo: int, hi: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Rows lo:hi of a (memory-mapped) array as L2-normalised float32."""
-    return F.normalize(torch.from_numpy(np.array(x[lo:hi], np.float32)).to(device), dim=1)
+    """Rows lo:hi of a (memory-mapped) array or a tensor as L2-normalised float32."""
+    rows = x[lo:hi]
+    rows = rows.float() if isinstance(rows, torch.Tensor) else torch.from_numpy(np.array(rows, np.float32))
+    return F.normalize(rows.to(device), dim=1)
 
 
 def topk_cosine(queries: np.ndarray, candidates: np.ndarray, k: int,
