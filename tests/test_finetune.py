@@ -114,3 +114,14 @@ def test_two_ranks_finetune_and_test_every_video(tiny_export, split_root, tmp_pa
     train_videos = json.loads((split_root / "train" / "index.json").read_text())["totals"]["videos"]
     assert row["steps"] == 2 * -(-train_videos // 8)  # 2 ranks x 4 clips per step
     assert (tmp_path / "split1" / "checkpoints").is_dir() and (tmp_path / "finetune.json").is_file()
+
+
+def test_bad_values_and_layouts_fail_before_any_work(tiny_export, split_root, tmp_path):
+    base = [sys.executable, "-m", "pipeline", "finetune", RECIPE, f"out={tmp_path / 'ft'}",
+            f"finetune.backbone={tiny_export}"]
+    res = subprocess.run(base + [f"finetune.splits=[{split_root}]", "finetune.test_crops=2"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "finetune.test_crops=2" in res.stderr
+    res = subprocess.run(base + [f"finetune.splits=[{split_root / 'train'}]"], capture_output=True, text=True)
+    assert res.returncode == 1 and "not a finished shard folder" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "ft" / "split1").exists()

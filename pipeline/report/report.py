@@ -83,6 +83,8 @@ def build_report(cfg: ReportConfig) -> Path:
             f"{esc(k)}: {esc(round(v, 1) if isinstance(v, float) else v)}" for k, v in s.items()) + "</p>")
     runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
             if (d / "metrics.jsonl").exists()}
+    runs.update({f"{p.parent.parent.name}/{p.parent.name}": read_jsonl(p)  # fine-tuning: a run per split
+                 for p in sorted(run.glob("*/split*/metrics.jsonl"))})
     if runs:
         body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
     ev_path = run / "eval" / "eval.json"

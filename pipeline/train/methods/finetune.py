@@ -40,6 +40,18 @@ class Config:
     test_resize: int = field(default=0, metadata={"help": "side of the centre square the test crops are cut from; 0 = crop size x 8/7 (128 for 112)"})
     test_batch_size: int = field(default=4, metadata={"help": "test samples per batch (each carries test_clips views)"})
 
+    def check(self) -> None:
+        """Values no run could use, refused before any work."""
+        if self.test_crops not in (1, 3):
+            raise ConfigError(f"finetune.test_crops={self.test_crops}: 1 (centre) or 3 (left, centre, right)")
+        for key in ("test_clips", "clips_per_video", "test_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"finetune.{key}={getattr(self, key)}: must be >= 1")
+        if self.epochs <= 0 or self.warmup_epochs < 0 or not 0 <= self.dropout < 1:
+            raise ConfigError("finetune: epochs > 0, warmup_epochs >= 0 and 0 <= dropout < 1")
+        if self.backbone_lr_scale < 0:
+            raise ConfigError(f"finetune.backbone_lr_scale={self.backbone_lr_scale}: must be >= 0")
+
 
 class Method(BaseMethod):
     """Backbone + linear head, cross-entropy on the sample's label."""
