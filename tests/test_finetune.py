@@ -125,3 +125,13 @@ def test_bad_values_and_layouts_fail_before_any_work(tiny_export, split_root, tm
     res = subprocess.run(base + [f"finetune.splits=[{split_root / 'train'}]"], capture_output=True, text=True)
     assert res.returncode == 1 and "not a finished shard folder" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "ft" / "split1").exists()
+
+
+def test_jobs_submit_one_training_job_per_split(tiny_export, split_root, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "jobs", "finetune", "--dry-run", "cluster=slurm",
+                          f"job_dir={tmp_path / 'jobs'}", RECIPE, f"out={tmp_path / 'ft'}",
+                          f"finetune.backbone={tiny_export}", f"finetune.splits=[{split_root}, {split_root}]"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "# tasks: split1, split2" in res.stdout and "--array=0-1" in res.stdout
+    assert "method: finetune" in res.stdout and not (tmp_path / "jobs").exists()
