@@ -3,10 +3,13 @@
 Works from the job folder alone (``jobs.json`` + submitit's files), so it answers after
 the submitting process has gone: the result pickle says done/failed; otherwise SLURM's
 accounting (``sacct``) or, for local jobs, whether the controller process still lives.
+Result pickles can run code when loaded: a job folder is a trusted input, and one that is
+not the user's own, or that others can write to, is refused before anything is read.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections import deque
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 from submitit.core.utils import JobPaths, pickle_load
 
 from jobs import record
+from pipeline.io.trust import require_own
 
 DEFAULT_ROOT = Path("runs") / "jobs"
 
@@ -60,8 +64,11 @@ def _sacct_state(job_id: str) -> str:
 
 def job_state(folder: Path, job_id: str, cluster: str) -> tuple[str, str]:
     """(state, detail): from rank 0's result pickle if written, else from the cluster."""
+    if not re.fullmatch(r"\w[\w.-]*", job_id):  # ids name files inside the folder, no more
+        return "UNREADABLE", f"job id {job_id!r} is not a job id"
     result = paths(folder, job_id).result_pickle
     if result.exists():
+        require_own([result.parent, result], "a job result")
         try:
             outcome, value = pickle_load(result)
         except Exception as err:  # a half-written or foreign pickle
@@ -91,8 +98,9 @@ def tail(path: Path, n: int) -> list[str]:
 
 
 def render(folder: Path, lines: int = 10) -> str:
-    """The status report for one job folder."""
+    """The status report for one job folder (InputError if it is not the user's own)."""
     folder = Path(folder)
+    require_own([folder], "job results")
     launches = record.read(folder)
     if not launches:
         return f"{folder}: no {record.RECORD} (not a job folder written by python -m jobs)"

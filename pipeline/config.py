@@ -1,14 +1,23 @@
 """Typed configs: YAML files and ``key=value`` overrides merged onto dataclass schemas.
 
-Every stage's schema is a dataclass next to the code it configures. This module only
-merges sources onto it and turns OmegaConf's errors into one message that names the
-key at fault and the file (or the command line) it came from, before any work starts.
+Every stage's schema is a dataclass next to the code it configures. This module merges
+sources onto it, then checks every value against the rules declared beside its field,
+and turns any problem into one message that names the key at fault and the file (or the
+command line) it came from, before any work starts.
+
+Value rules live in the field's metadata, next to its help text:
+``"min"`` / ``"max"`` (inclusive), ``"above"`` / ``"below"`` (exclusive), ``"choices"``
+(allowed values) and ``"pattern"`` (a regular expression the whole string must match);
+on a list or tuple they apply to every element. Rules between fields go in a
+``check(self)`` method of the dataclass that raises ``ConfigError(why, key=FIELD)``.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
@@ -22,11 +31,18 @@ T = TypeVar("T")
 # the same way from a source checkout and from an installed wheel.
 CONFIGS = Path(str(resources.files("pipeline") / "configs"))
 
-__all__ = ["MISSING", "ConfigError", "load_config", "save_config", "flat_fields", "CONFIGS"]
+__all__ = ["MISSING", "ConfigError", "load_config", "check_values", "save_config", "flat_fields", "CONFIGS"]
 
 
 class ConfigError(ValueError):
-    """A config problem, reported before any work starts."""
+    """A config problem, reported before any work starts.
+
+    ``key``: the field at fault, relative to the dataclass whose ``check()`` raised it
+    (``load_config`` prefixes its dotted path and names where the value came from)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
@@ -38,6 +54,16 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
             keys.append(full)
             if isinstance(child, DictConfig):
                 keys.extend(_leaf_keys(child, full))
+    return keys
+
+
+def _set_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of the values (not sections) a YAML file or override sets."""
+    keys = []
+    for k in node.keys():
+        full = f"{prefix}.{k}" if prefix else str(k)
+        child = node._get_node(k)
+        keys.extend(_set_keys(child, full) if isinstance(child, DictConfig) else [full])
     return keys
 
 
@@ -81,21 +107,110 @@ def _parse_override(item: str) -> DictConfig:
 
 def load_config(schema: type[T], files: Iterable[str | os.PathLike] = (),
                 overrides: Iterable[str] = ()) -> T:
-    """Merge YAML ``files`` then ``overrides`` onto ``schema``; return a typed instance."""
+    """Merge YAML ``files`` then ``overrides`` onto ``schema``; return a typed instance
+    whose every value obeys its field's rules (see the module docstring)."""
     cfg = OmegaConf.structured(schema)
+    sources: dict[str, str] = {}
     for f in files:
         path = Path(f)
-        cfg = _merge(cfg, _read_yaml(path), str(path))
+        layer = _read_yaml(path)
+        cfg = _merge(cfg, layer, str(path))
+        sources.update(dict.fromkeys(_set_keys(layer), str(path)))
     for item in overrides:
-        cfg = _merge(cfg, _parse_override(item), f"command line '{item}'")
+        layer = _parse_override(item)
+        cfg = _merge(cfg, layer, f"command line '{item}'")
+        sources.update(dict.fromkeys(_set_keys(layer), f"command line '{item}'"))
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError("missing required value(s): " + ", ".join(missing)
                           + " (set them in a config file or as key=value)")
     try:
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         raise _explain(err, cfg, "config") from None
+    check_values(obj, sources)
+    return obj  # type: ignore[return-value]
+
+
+RULES = ("min", "max", "above", "below", "choices", "pattern")
+
+
+def rule_text(meta: Any) -> str:
+    """The field's value rules in words, for ``--help`` (empty when it has none)."""
+    parts = []
+    if "choices" in meta:
+        parts.append("one of " + ", ".join(repr(c) for c in meta["choices"]))
+    if "above" in meta:
+        parts.append(f"> {meta['above']}")
+    if "min" in meta:
+        parts.append(f">= {meta['min']}")
+    if "max" in meta:
+        parts.append(f"<= {meta['max']}")
+    if "below" in meta:
+        parts.append(f"< {meta['below']}")
+    if "pattern" in meta:
+        parts.append(f"matching {meta['pattern']}")
+    return ", ".join(parts)
+
+
+def rule_violation(value: Any, meta: Any) -> str | None:
+    """Why ``value`` breaks the rules in ``meta``, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            why = rule_violation(v, meta)
+            if why:
+                return f"element {v!r} {why}"
+        return None
+    if "choices" in meta and value not in meta["choices"]:
+        return "must be " + rule_text({"choices": meta["choices"]})
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"]) \
+                or ("above" in meta and value <= meta["above"]) \
+                or ("below" in meta and value >= meta["below"]):
+            return "must be " + rule_text({k: meta[k] for k in ("above", "min", "max", "below")
+                                           if k in meta})
+    if isinstance(value, str) and "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        return f"must match {meta['pattern']}"
+    return None
+
+
+def check_values(cfg: Any, sources: dict[str, str] | None = None, prefix: str = "") -> None:
+    """Check a typed config (recursively) against its fields' rules and ``check()`` methods;
+    the first problem is a ConfigError naming the dotted key and its source."""
+    sources = sources or {}
+
+    def where(key: str) -> str:
+        if key not in sources:
+            key = re.sub(r"\[\d+\]", "", key)  # an element of a list set whole
+        while key and key not in sources:  # inside a value set whole (a dict of args)
+            key = key.rpartition(".")[0]
+        return sources.get(key, "default")
+
+    for f in dataclasses.fields(cfg):
+        key, value = prefix + f.name, getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, sources, key + ".")
+            continue
+        if isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+            for i, item in enumerate(value):  # e.g. several weighted loader sources
+                check_values(item, sources, f"{key}[{i}].")
+            continue
+        why = rule_violation(value, f.metadata)
+        if why:
+            raise ConfigError(f"{where(key)}: bad value for key '{key}': {value!r}; {why}")
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as err:
+            if err.key is None:
+                raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
+            key = prefix + err.key
+            raise ConfigError(f"{where(key)}: bad value for key '{key}': {err}", key=key) from None
 
 
 def to_yaml(cfg: Any) -> str:
@@ -127,7 +242,9 @@ def flat_fields(schema: type, prefix: str = "") -> list[tuple[str, str, Any, str
         else:
             default = MISSING
         tname = getattr(ftype, "__name__", None) or str(ftype).replace("typing.", "")
-        rows.append((key, tname, default, f.metadata.get("help", "")))
+        rules = rule_text(f.metadata)
+        helptext = f.metadata.get("help", "") + (f" [{rules}]" if rules else "")
+        rows.append((key, tname, default, helptext.strip()))
     return rows
 
 

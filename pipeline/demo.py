@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     out: str = field(default="demo_out", metadata={"help": "run folder: report.html, eval.json, export/ ..."})
     corpus: str = field(default="", metadata={"help": "a real video folder (classes = sub-folders, or manifest.csv in it); empty = synthetic"})
-    n_train: int = field(default=256, metadata={"help": "synthetic training videos"})
-    n_test: int = field(default=96, metadata={"help": "synthetic held-out videos"})
-    n_classes: int = field(default=8, metadata={"help": "synthetic classes"})
-    short_side: int = field(default=64, metadata={"help": "frame size (short side) of the shards GDT, SeLaVi and eval read"})
-    detect_short_side: int = field(default=96, metadata={"help": "frame size of the detection stage's shards (0 = the same shards)"})
+    n_train: int = field(default=256, metadata={"help": "synthetic training videos", "min": 1})
+    n_test: int = field(default=96, metadata={"help": "synthetic held-out videos", "min": 1})
+    n_classes: int = field(default=8, metadata={"help": "synthetic classes", "min": 2, "max": 64})
+    short_side: int = field(default=64, metadata={"help": "frame size (short side) of the shards GDT, SeLaVi and eval read", "min": 2})
+    detect_short_side: int = field(default=96, metadata={"help": "frame size of the detection stage's shards (0 = the same shards)", "min": 0})
     gdt_config: str = field(default=str(CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
     selavi_config: str = field(default=str(CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
     detect_config: str = field(default=str(CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
@@ -40,7 +40,7 @@ class DemoConfig:
     selavi_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the SeLaVi run"})
     detect_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the detection stage"})
     finetune_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the fine-tuning stage"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "steps to leave out: cluster, detect, finetune"})
+    skip: list[str] = field(default_factory=list, metadata={"help": "steps to leave out: cluster, detect, finetune", "choices": ["cluster", "detect", "finetune"]})
 
 
 class Demo:

@@ -121,7 +121,7 @@ def test_bad_values_and_layouts_fail_before_any_work(tiny_export, split_root, tm
             f"finetune.backbone={tiny_export}"]
     res = subprocess.run(base + [f"finetune.splits=[{split_root}]", "finetune.test_crops=2"],
                          capture_output=True, text=True)
-    assert res.returncode == 1 and "finetune.test_crops=2" in res.stderr
+    assert res.returncode == 2 and "'finetune.test_crops'" in res.stderr
     res = subprocess.run(base + [f"finetune.splits=[{split_root / 'train'}]"], capture_output=True, text=True)
     assert res.returncode == 1 and "not a finished shard folder" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "ft" / "split1").exists()

@@ -233,5 +233,5 @@ def test_help_and_one_line_errors(capsys, tmp_path):
     assert main(["shard", f"input={tmp_path / 'nothing'}", f"output={tmp_path / 'out'}"]) == 1
     assert "nothing: no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written for a bad input
-    assert main(["shard", f"input={DATA}", f"output={tmp_path / 'out'}", "short_side=63"]) == 1
+    assert main(["shard", f"input={DATA}", f"output={tmp_path / 'out'}", "short_side=63"]) == 2  # a config error
     assert "short_side" in capsys.readouterr().err

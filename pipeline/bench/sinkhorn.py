@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from pipeline.io.atomic import write_json
+from pipeline.objectives.marginals import KINDS
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -29,25 +30,25 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 
 @dataclass
 class Config:
-    n: int = field(default=50000, metadata={"help": "Samples N."})
-    k: int = field(default=1000, metadata={"help": "Clusters K."})
-    lambda_: float = field(default=25.0, metadata={"help": "Sinkhorn lambda (POT reg = 1/lambda)."})
-    iters: int = field(default=100, metadata={"help": "Max iterations, same for both solvers."})
+    n: int = field(default=50000, metadata={"help": "Samples N.", "min": 1})
+    k: int = field(default=1000, metadata={"help": "Clusters K.", "min": 1})
+    lambda_: float = field(default=25.0, metadata={"help": "Sinkhorn lambda (POT reg = 1/lambda).", "above": 0})
+    iters: int = field(default=100, metadata={"help": "Max iterations, same for both solvers.", "min": 1})
     tol: float = field(default=0.0, metadata={
         "help": "RMS relative sample-marginal error to stop at (POT stopThr = tol/sqrt(N)); "
-                "0 runs exactly `iters` iterations."})
-    seed: int = field(default=0, metadata={"help": "Seed of the synthetic logits."})
+                "0 runs exactly `iters` iterations.", "min": 0})
+    seed: int = field(default=0, metadata={"help": "Seed of the synthetic logits.", "min": 0})
     logit_std: float = field(default=2.0, metadata={
-        "help": "Std of the synthetic logits before log_softmax (peakedness of P)."})
+        "help": "Std of the synthetic logits before log_softmax (peakedness of P).", "above": 0})
     dtype: str = field(default="float16", metadata={
         "help": f"Storage dtype of the log-probs, one of {tuple(_DTYPES)}."})
-    marginals: str = field(default="uniform", metadata={"help": "uniform | gauss | zipf."})
-    cache_gb: float = field(default=4.0, metadata={"help": "SinkhornConfig.cache_gb."})
+    marginals: str = field(default="uniform", metadata={"help": "uniform | gauss | zipf.", "choices": KINDS})
+    cache_gb: float = field(default=4.0, metadata={"help": "SinkhornConfig.cache_gb.", "min": 0})
     native: bool = field(default=True, metadata={"help": "SinkhornConfig.native (fused C kernels)."})
-    threads: int = field(default=0, metadata={"help": "SinkhornConfig.threads (0 = torch's)."})
+    threads: int = field(default=0, metadata={"help": "SinkhornConfig.threads (0 = torch's).", "min": 0})
     repeats: int = field(default=1, metadata={
         "help": "Time each solver this many times, alternating, and keep the fastest "
-                "(the load of a shared machine varies within seconds)."})
+                "(the load of a shared machine varies within seconds).", "min": 1})
     compare_pot: bool = field(default=True, metadata={
         "help": "Also run POT (needs ~5 float64 K x N arrays; off at ImageNet size)."})
     json: str = field(default="", metadata={"help": "Write the result dict here (JSON) if set."})

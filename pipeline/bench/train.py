@@ -21,12 +21,12 @@ from pipeline.train.optim import build_optimizer, warmup_cosine
 
 @dataclass
 class Config:
-    steps: int = field(default=20, metadata={"help": "timed steps per round and loop"})
-    rounds: int = field(default=3, metadata={"help": "alternating rounds (engine, plain, engine, ...)"})
-    batch_size: int = field(default=16, metadata={"help": "clips per batch"})
-    frames: int = field(default=8, metadata={"help": "frames per clip"})
-    size: int = field(default=48, metadata={"help": "crop size"})
-    zero_stage: int = field(default=1, metadata={"help": "ZeRO stage of the engine"})
+    steps: int = field(default=20, metadata={"help": "timed steps per round and loop", "min": 1})
+    rounds: int = field(default=3, metadata={"help": "alternating rounds (engine, plain, engine, ...)", "min": 1})
+    batch_size: int = field(default=16, metadata={"help": "clips per batch", "min": 1})
+    frames: int = field(default=8, metadata={"help": "frames per clip", "min": 1})
+    size: int = field(default=48, metadata={"help": "crop size", "min": 8})
+    zero_stage: int = field(default=1, metadata={"help": "ZeRO stage of the engine", "choices": [0, 1, 2]})
     json: str = field(default="", metadata={"help": "write the results here as JSON"})
 
 

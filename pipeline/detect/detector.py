@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -26,7 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from tqdm import tqdm
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.io.atomic import write_json
+from pipeline.io.atomic import save_safetensors, write_json
 from pipeline.train.methods.avloc import FrameNet
 
 BACKBONES = ("tiny", "mobilenet_v3", "resnet50")
@@ -34,30 +34,30 @@ BACKBONES = ("tiny", "mobilenet_v3", "resnet50")
 
 @dataclass
 class DetectorConfig:
-    backbone: str = field(default="tiny", metadata={"help": f"{' | '.join(BACKBONES)}"})
+    backbone: str = field(default="tiny", metadata={"help": f"{' | '.join(BACKBONES)}", "choices": BACKBONES})
     widths: list[int] = field(default_factory=lambda: [16, 32, 64], metadata={
-        "help": "tiny: frame-net widths (stride 2^len); equal to avloc.frame_widths allows init_from_av"})
-    blocks: int = field(default=1, metadata={"help": "tiny: BasicBlocks per stage"})
+        "help": "tiny: frame-net widths (stride 2^len); equal to avloc.frame_widths allows init_from_av", "min": 1})
+    blocks: int = field(default=1, metadata={"help": "tiny: BasicBlocks per stage", "min": 1})
     init_from_av: bool = field(default=True, metadata={
         "help": "tiny: start from the AV model's frame net when the architectures match"})
-    image_size: int = field(default=0, metadata={"help": "resize images to this (min and max side); 0 = keep the frame size"})
-    anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64], metadata={"help": "tiny: anchor sizes, pixels"})
-    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "tiny: anchor aspect ratios"})
-    representation: int = field(default=256, metadata={"help": "tiny: width of the box head's MLP"})
-    rpn_samples: int = field(default=128, metadata={"help": "RPN anchors sampled per image"})
-    roi_samples: int = field(default=64, metadata={"help": "ROI proposals sampled per image (training)"})
+    image_size: int = field(default=0, metadata={"help": "resize images to this (min and max side); 0 = keep the frame size", "min": 0})
+    anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64], metadata={"help": "tiny: anchor sizes, pixels", "min": 1})
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "tiny: anchor aspect ratios", "above": 0})
+    representation: int = field(default=256, metadata={"help": "tiny: width of the box head's MLP", "min": 1})
+    rpn_samples: int = field(default=128, metadata={"help": "RPN anchors sampled per image", "min": 1})
+    roi_samples: int = field(default=64, metadata={"help": "ROI proposals sampled per image (training)", "min": 1})
     proposals: list[int] = field(default_factory=lambda: [200, 100], metadata={
         "help": "RPN proposals kept after NMS per image, [training, inference] (2x before NMS); "
-                "torchvision's 2000/1000 are for 800-px images with many objects"})
-    steps: int = field(default=600, metadata={"help": "training steps"})
-    batch_size: int = field(default=8, metadata={"help": "images per step"})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate (warm-up, cosine)"})
-    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
-    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
-    flip: float = field(default=0.5, metadata={"help": "horizontal flip probability (training)"})
-    score_thresh: float = field(default=0.01, metadata={"help": "keep detections scoring above this"})
-    detections_per_img: int = field(default=20, metadata={"help": "detections kept per image"})
-    seed: int = field(default=0, metadata={"help": "initialisation and sampling seed"})
+                "torchvision's 2000/1000 are for 800-px images with many objects", "min": 1})
+    steps: int = field(default=600, metadata={"help": "training steps", "min": 1})
+    batch_size: int = field(default=8, metadata={"help": "images per step", "min": 1})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate (warm-up, cosine)", "above": 0})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay", "min": 0})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps", "min": 0})
+    flip: float = field(default=0.5, metadata={"help": "horizontal flip probability (training)", "min": 0, "max": 1})
+    score_thresh: float = field(default=0.01, metadata={"help": "keep detections scoring above this", "min": 0, "max": 1})
+    detections_per_img: int = field(default=20, metadata={"help": "detections kept per image", "min": 1})
+    seed: int = field(default=0, metadata={"help": "initialisation and sampling seed", "min": 0})
 
 
 def build_detector(cfg: DetectorConfig, n_clusters: int, mean, std, frame_size: int) -> detection.FasterRCNN:
@@ -184,8 +184,8 @@ def classify_boxes(model: detection.FasterRCNN, images: torch.Tensor, boxes: tor
 def save_detector(model: nn.Module, folder: Path, cfg: DetectorConfig, n_clusters: int, mean, std,
                   frame_size: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-              str(folder / "detector.safetensors"))
+    save_safetensors(folder / "detector.safetensors",
+                     {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     meta = {"config": asdict(cfg), "n_clusters": n_clusters, "mean": list(mean), "std": list(std),
             "frame_size": frame_size}
     write_json(folder / "detector.json", meta)

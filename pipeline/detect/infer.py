@@ -18,6 +18,7 @@ import torchvision.transforms.v2.functional as TF
 from pipeline.loader.video_transforms import centre_params
 from pipeline.detect.detector import load_detector, predict
 from pipeline.errors import InputError
+from pipeline.shard.probe import open_local
 
 
 class Detector:
@@ -53,7 +54,7 @@ class Detector:
         frames, times = [], []
         rgb = VideoReformatter()  # one swscale context for all frames (to_ndarray makes one per frame)
         try:
-            with av.open(str(path)) as container:
+            with open_local(str(path)) as container:
                 stream = container.streams.video[0]
                 for i, frame in enumerate(container.decode(stream)):
                     if i % every == 0:

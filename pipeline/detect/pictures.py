@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from pipeline.detect.pseudo_boxes import upsample  # noqa: E402
+from pipeline.io.atomic import atomic_open  # noqa: E402
 
 
 def _grid(n: int, cols: int):
@@ -42,6 +43,7 @@ def _gt(ax, g, size):
         _box(ax, g * torch.tensor([w, h, w, h]), "lime", dashed=True)
 
 
+@matplotlib.rc_context({"text.parse_math": False})  # class names are text, "$" included
 def detections_grid(path: Path, images: torch.Tensor, dets: list[dict], gt: torch.Tensor,
                     labels: torch.Tensor, names: list[str], score_min: float = 0.3,
                     per_image: int = 3, cols: int = 4) -> Path:
@@ -60,11 +62,13 @@ def detections_grid(path: Path, images: torch.Tensor, dets: list[dict], gt: torc
         truth = names[int(lab)] if 0 <= int(lab) < len(names) else "?"
         ax.set_title(f"gt: {truth}", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
     return path
 
 
+@matplotlib.rc_context({"text.parse_math": False})
 def heatmap_grid(path: Path, images: torch.Tensor, heat: torch.Tensor, boxes: list[np.ndarray],
                  gt: torch.Tensor, clusters: torch.Tensor, cols: int = 4) -> Path:
     """Each frame beside its heatmap overlay with the pseudo box (yellow) and ground truth."""
@@ -85,6 +89,7 @@ def heatmap_grid(path: Path, images: torch.Tensor, heat: torch.Tensor, boxes: li
             _box(b, box * np.array([w, h, w, h]), "yellow", text=f"cluster {int(clusters[i])}")
         _gt(b, gt[i], size)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
     return path

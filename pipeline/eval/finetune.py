@@ -135,7 +135,6 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
         raise ConfigError(f"finetune: method must be finetune, got {cfg.method!r} "
                           "(start from pipeline/configs/finetune_ucf101.yaml)")
     fc = cfg.finetune
-    fc.check()
     todo = splits(cfg)
     if fc.only >= len(todo):
         raise ConfigError(f"finetune.only={fc.only}: there are {len(todo)} split(s)")

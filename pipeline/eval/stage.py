@@ -47,19 +47,19 @@ EMBEDDING_SAMPLE = 2000  # rows of embeddings.npz (the report's projection), str
 class EvalConfig:
     export: str = field(default=MISSING, metadata={"help": "export folder (video/, audio/, text/)"})
     out: str = field(default=MISSING, metadata={"help": "folder for eval.json (or PROTOCOL.json), features/, embeddings.npz"})
-    protocol: str = field(default="default", metadata={"help": "default (kNN, linear, A/V retrieval, k-means) | linear | retrieval | esc50 | clustering"})
+    protocol: str = field(default="default", metadata={"help": "default (kNN, linear, A/V retrieval, k-means) | linear | retrieval | esc50 | clustering", "choices": list(PROTOCOLS)})
     train_shards: str = field(default="", metadata={"help": "labelled shards the kNN memory and probes are fitted on"})
     test_shards: str = field(default="", metadata={"help": "labelled held-out shards scored"})
     splits: list[str] = field(default_factory=list, metadata={"help": "protocols: shard roots, one per split, each with train/ and test/ (UCF101/HMDB51 split=1..3)"})
     folds: str = field(default="", metadata={"help": "protocol=esc50: the ESC-50 shard root with fold1/ .. fold5/"})
-    only: int = field(default=-1, metadata={"help": "protocols: score only this split or fold (0-based; one array task each); -1: all"})
-    clips: int = field(default=10, metadata={"help": "protocols linear, retrieval, esc50: uniformly spaced clips averaged per sample"})
+    only: int = field(default=-1, metadata={"help": "protocols: score only this split or fold (0-based; one array task each); -1: all", "min": -1})
+    clips: int = field(default=10, metadata={"help": "protocols linear, retrieval, esc50: uniformly spaced clips averaged per sample", "min": 1})
     random_init: bool = field(default=True, metadata={"help": "also evaluate the same architectures at random init"})
     detect_eval: str = field(default="", metadata={"help": "detect_eval.json of the detection stage (adds map50)"})
     cluster_eval: str = field(default="", metadata={"help": "cluster_eval.json of the cluster stage (adds selavi_*)"})
-    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
-    workers: int = field(default=2, metadata={"help": "loader workers"})
-    seed: int = field(default=0, metadata={"help": "seed of the random-init networks, probes and k-means"})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch", "min": 1})
+    workers: int = field(default=2, metadata={"help": "loader workers", "min": 0})
+    seed: int = field(default=0, metadata={"help": "seed of the random-init networks, probes and k-means", "min": 0})
 
 
 def _retrieval(test: FeatureSet) -> dict:
@@ -220,8 +220,6 @@ def protocol_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
 
 def run(cfg: EvalConfig) -> dict:
     out, export = Path(cfg.out), Path(cfg.export)
-    if cfg.protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={cfg.protocol!r}: choose from {', '.join(PROTOCOLS)}")
     if not (export / "video" / "config.json").exists():
         raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
     out.mkdir(parents=True, exist_ok=True)

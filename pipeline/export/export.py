@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from pipeline.config import MISSING, load_config, save_config
 from pipeline.errors import InputError
-from pipeline.io.atomic import write_json
+from pipeline.io.atomic import atomic_open, save_safetensors, write_json
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 
@@ -44,9 +44,10 @@ def _shard_fps(cfg: TrainConfig) -> float | None:
     """The frame rate the shards were written at (from the shard run's config.yaml)."""
     base = Path(cfg.loader.shards)
     shard_cfg = (base if base.is_dir() else base.parent) / "config.yaml"
-    if shard_cfg.exists():
+    if shard_cfg.exists():  # read as data: an interpolation there is not resolved
         from omegaconf import OmegaConf
-        return OmegaConf.load(shard_cfg).get("fps")
+        fps = OmegaConf.to_container(OmegaConf.load(shard_cfg), resolve=False).get("fps")
+        return fps if isinstance(fps, (int, float)) and not isinstance(fps, bool) else None
     return None
 
 
@@ -71,8 +72,8 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
             raise InputError(f"{weights}: no weights for the {kind} backbone")
         folder = out / kind
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in bb.items()}, folder / "backbone.safetensors")
-        save_file({k: v.contiguous() for k, v in head.items()}, folder / "head.safetensors")
+        save_safetensors(folder / "backbone.safetensors", {k: v.contiguous() for k, v in bb.items()})
+        save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in head.items()})
         hidden = head["net.0.weight"].shape[0]
         spec = {"format": 1, "kind": kind, "name": tower.name, "args": dict(tower.args),
                 "out_dim": int(head["net.0.weight"].shape[1]),
@@ -85,7 +86,8 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
             from pipeline.export.load import load_backbone
             net = load_backbone(folder)
             example = _example(spec)
-            torch.jit.trace(net, example).save(str(folder / "backbone.ts"))
+            with atomic_open(folder / "backbone.ts", "wb") as fh:
+                torch.jit.save(torch.jit.trace(net, example), fh)
         exported[kind] = str(folder)
     log.info("exported %s -> %s", ", ".join(exported), out)
     return exported

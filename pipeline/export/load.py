@@ -1,17 +1,24 @@
 """``load_backbone(DIR)``: an exported backbone as a plain ``nn.Module``.
 
 Needs only this package's model definitions, torch and safetensors: no training
-configs, no DeepSpeed, no pickle.
+configs, no DeepSpeed, no pickle. An export folder may come from anyone, so its
+``config.json`` is read as plain data (no OmegaConf interpolation, so no ``${oc.env:...}``
+reaches a value or an error message) and the architecture it describes is built on the
+meta device first and compared with the safetensors header: a config that asks for more
+(or other) tensors than the file holds fails before any memory is allocated.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from pipeline.errors import InputError
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import build_audio, build_text, build_video
 
@@ -30,11 +37,55 @@ class WithHead(nn.Module):
         return self.head(feat)
 
 
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
 def read_spec(folder: str | Path) -> dict:
+    """The export's ``config.json``, checked; InputError names what is wrong."""
     path = Path(folder) / "config.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not an exported backbone folder (no config.json)")
-    return json.loads(path.read_text())
+        raise InputError(f"{path}: not an exported backbone folder (no config.json)")
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not JSON ({err})") from None
+    if not isinstance(spec, dict) or spec.get("kind") not in BUILDERS:
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        raise InputError(f"{path}: unknown kind {kind!r}; this version loads {', '.join(BUILDERS)}")
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), dict):
+        raise InputError(f"{path}: 'name' must be a backbone name and 'args' a mapping")
+    if any("${" in s for s in _strings(spec.get("args", {}))):
+        raise InputError(f"{path}: 'args' holds an interpolation (${{...}}); exports hold plain values")
+    head = spec.get("head")
+    if head is not None and not (isinstance(head, dict) and all(
+            isinstance(head.get(k), int) and not isinstance(head.get(k), bool) and head[k] > 0
+            for k in ("in_dim", "hidden", "out_dim")) and isinstance(head.get("normalize"), bool)):
+        raise InputError(f"{path}: 'head' must give positive integers in_dim, hidden, out_dim and a "
+                         "boolean normalize")
+    return spec
+
+
+def _check_shapes(build: Callable[[], nn.Module], weights: Path) -> None:
+    """InputError unless ``build()`` has exactly the tensors (names, shapes) of ``weights``."""
+    with torch.device("meta"):  # the architecture, without allocating it
+        want = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    with safe_open(str(weights), "pt") as fh:
+        have = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    if want != have:
+        size = lambda d: sum(int(torch.Size(s).numel()) for s in d.values())  # noqa: E731
+        odd = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
+        raise InputError(f"{weights}: holds {size(have):,} parameters in {len(have)} tensors; its "
+                         f"config.json describes {size(want):,} in {len(want)} (first difference: "
+                         f"{odd[0]})")
 
 
 def load_backbone(folder: str | Path, with_head: bool = False, device: str = "cpu",
@@ -44,13 +95,22 @@ def load_backbone(folder: str | Path, with_head: bool = False, device: str = "cp
     gives the same architecture freshly initialised (the random-init baseline)."""
     folder = Path(folder)
     spec = read_spec(folder)
-    net = BUILDERS[spec["kind"]](spec["name"], **spec.get("args", {}))
-    if pretrained:
-        net.load_state_dict(load_file(folder / "backbone.safetensors", device=device))
+    parts = [("backbone", lambda: BUILDERS[spec["kind"]](spec["name"], **spec.get("args", {})))]
     if with_head:
-        h = spec["head"]
-        head = ProjectionHead(h["in_dim"], h["out_dim"], h["hidden"], h["normalize"])
+        h = spec.get("head")
+        if h is None:
+            raise InputError(f"{folder / 'config.json'}: no 'head' to load with_head")
+        parts.append(("head", lambda: ProjectionHead(h["in_dim"], h["out_dim"], h["hidden"], h["normalize"])))
+    nets = []
+    for part, build in parts:
+        weights = folder / f"{part}.safetensors"
+        if weights.exists():
+            _check_shapes(build, weights)
+        elif pretrained:
+            raise InputError(f"{weights}: missing")
+        net = build()
         if pretrained:
-            head.load_state_dict(load_file(folder / "head.safetensors", device=device))
-        net = WithHead(net, head, spec["kind"])
+            net.load_state_dict(load_file(weights, device=device))
+        nets.append(net)
+    net = WithHead(nets[0], nets[1], spec["kind"]) if with_head else nets[0]
     return net.to(device).eval()

@@ -89,6 +89,19 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike, file_mode: int = DEF
     return Path(path)
 
 
+def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict | None = None) -> Path:
+    """safetensors' ``save_file`` through a temporary file (it writes by name)."""
+    from safetensors.torch import save_file
+
+    tmp = temp_path(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return commit(tmp, path)
+
+
 def save_npz(path: str | os.PathLike, arrays: dict, compressed: bool = True) -> Path:
     """``np.savez(_compressed)`` through a temporary file (numpy writes by name)."""
     import numpy as np

@@ -11,17 +11,17 @@ import torchaudio
 
 @dataclass
 class AudioConfig:
-    rate: int = field(default=16000, metadata={"help": "sample rate the shards store, Hz"})
-    seconds: float = field(default=1.0, metadata={"help": "audio window length, centred on the clip"})
-    n_mels: int = field(default=40, metadata={"help": "mel bins"})
-    win_ms: float = field(default=20.0, metadata={"help": "STFT window, ms"})
-    hop_ms: float = field(default=10.0, metadata={"help": "STFT hop, ms"})
-    volume: tuple[float, float] = field(default=(0.9, 1.1), metadata={"help": "volume jitter range (training)"})
+    rate: int = field(default=16000, metadata={"help": "sample rate the shards store, Hz", "min": 8000, "max": 192000})
+    seconds: float = field(default=1.0, metadata={"help": "audio window length, centred on the clip", "above": 0})
+    n_mels: int = field(default=40, metadata={"help": "mel bins", "min": 1})
+    win_ms: float = field(default=20.0, metadata={"help": "STFT window, ms", "above": 0})
+    hop_ms: float = field(default=10.0, metadata={"help": "STFT hop, ms", "above": 0})
+    volume: tuple[float, float] = field(default=(0.9, 1.1), metadata={"help": "volume jitter range (training)", "min": 0})
     gain_db: tuple[float, float] = field(default=(-6.0, 6.0), metadata={"help": "random gain range in dB (training)"})
-    freq_masks: int = field(default=1, metadata={"help": "SpecAugment frequency masks (training)"})
-    freq_mask_width: int = field(default=6, metadata={"help": "max width of a frequency mask, bins"})
-    time_masks: int = field(default=1, metadata={"help": "SpecAugment time masks (training)"})
-    time_mask_width: int = field(default=15, metadata={"help": "max width of a time mask, frames"})
+    freq_masks: int = field(default=1, metadata={"help": "SpecAugment frequency masks (training)", "min": 0})
+    freq_mask_width: int = field(default=6, metadata={"help": "max width of a frequency mask, bins", "min": 0})
+    time_masks: int = field(default=1, metadata={"help": "SpecAugment time masks (training)", "min": 0})
+    time_mask_width: int = field(default=15, metadata={"help": "max width of a time mask, frames", "min": 0})
 
 
 class LogMel(torch.nn.Module):

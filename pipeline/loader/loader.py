@@ -25,23 +25,23 @@ from pipeline.errors import InputError
 @dataclass
 class SourceConfig:
     shards: str = field(default="", metadata={"help": "shard folder, glob or brace pattern (dir/shard-{000000..000009}.tar)"})
-    weight: float = field(default=1.0, metadata={"help": "sampling weight of this source (resampled mode)"})
+    weight: float = field(default=1.0, metadata={"help": "sampling weight of this source (resampled mode)", "above": 0})
 
 
 @dataclass
 class LoaderConfig:
     shards: str = field(default="", metadata={"help": "shards of a single source (folder, glob or brace pattern); or use sources"})
     sources: list[SourceConfig] = field(default_factory=list, metadata={"help": "several weighted sources"})
-    batch_size: int = field(default=8, metadata={"help": "clips per batch per rank"})
-    workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    batch_size: int = field(default=8, metadata={"help": "clips per batch per rank", "min": 1})
+    workers: int = field(default=2, metadata={"help": "DataLoader worker processes", "min": 0})
     resampled: bool = field(default=True, metadata={"help": "draw shards with replacement; every rank and worker yields epoch_batches"})
-    epoch_batches: int = field(default=100, metadata={"help": "batches per epoch per rank (resampled mode)"})
+    epoch_batches: int = field(default=100, metadata={"help": "batches per epoch per rank (resampled mode)", "min": 1})
     shuffle_shards: bool = field(default=True, metadata={"help": "shuffle the shard order each epoch (non-resampled mode)"})
-    shuffle_buffer: int = field(default=64, metadata={"help": "sample shuffle buffer per worker (1 = off)"})
-    seed: int = field(default=0, metadata={"help": "seed of every random choice of the loader"})
+    shuffle_buffer: int = field(default=64, metadata={"help": "sample shuffle buffer per worker (1 = off)", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of every random choice of the loader", "min": 0})
     train: bool = field(default=True, metadata={"help": "random clip positions and augmentations (false: centred, none)"})
-    prefetch: int = field(default=2, metadata={"help": "batches prefetched per worker"})
-    mp_context: str = field(default="fork", metadata={"help": "worker start method: fork | spawn | forkserver"})
+    prefetch: int = field(default=2, metadata={"help": "batches prefetched per worker", "min": 1})
+    mp_context: str = field(default="fork", metadata={"help": "worker start method: fork | spawn | forkserver", "choices": ["fork", "spawn", "forkserver"]})
     clip: ClipConfig = field(default_factory=ClipConfig)
     video: VideoAugConfig = field(default_factory=VideoAugConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -22,13 +22,13 @@ from pipeline.loader.video_transforms import VideoAugConfig, augment_clip
 
 @dataclass
 class ClipConfig:
-    frames: int = field(default=8, metadata={"help": "frames per clip (T)"})
-    stride: int = field(default=2, metadata={"help": "take every stride-th frame"})
-    positions: int = field(default=1, metadata={"help": "clip positions per video (2 = GDT time shift)"})
-    min_shift: float = field(default=0.5, metadata={"help": "minimum time between two positions, seconds (when the video allows)"})
-    copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)"})
+    frames: int = field(default=8, metadata={"help": "frames per clip (T)", "min": 1})
+    stride: int = field(default=2, metadata={"help": "take every stride-th frame", "min": 1})
+    positions: int = field(default=1, metadata={"help": "clip positions per video (2 = GDT time shift)", "min": 1})
+    min_shift: float = field(default=0.5, metadata={"help": "minimum time between two positions, seconds (when the video allows)", "min": 0})
+    copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)", "min": 1})
     reverse: bool = field(default=False, metadata={"help": "add a time-reversed copy of every view (GDT time reversal)"})
-    text_len: int = field(default=64, metadata={"help": "caption length in byte tokens"})
+    text_len: int = field(default=64, metadata={"help": "caption length in byte tokens", "min": 1})
     backend: str = field(default="decord", metadata={"help": "video decoder: decord | pyav"})
 
 

@@ -21,14 +21,14 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 @dataclass
 class VideoAugConfig:
-    size: int = field(default=112, metadata={"help": "output crop size (square), pixels"})
-    scale: tuple[float, float] = field(default=(0.3, 1.0), metadata={"help": "random resized crop: area fraction range"})
-    ratio: tuple[float, float] = field(default=(0.75, 1.3333), metadata={"help": "random resized crop: aspect ratio range"})
-    flip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip"})
-    jitter: float = field(default=0.4, metadata={"help": "colour jitter strength (brightness, contrast, saturation; hue = jitter/4)"})
-    jitter_prob: float = field(default=0.8, metadata={"help": "probability of applying colour jitter"})
+    size: int = field(default=112, metadata={"help": "output crop size (square), pixels", "min": 1})
+    scale: tuple[float, float] = field(default=(0.3, 1.0), metadata={"help": "random resized crop: area fraction range", "above": 0, "max": 1})
+    ratio: tuple[float, float] = field(default=(0.75, 1.3333), metadata={"help": "random resized crop: aspect ratio range", "above": 0})
+    flip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip", "min": 0, "max": 1})
+    jitter: float = field(default=0.4, metadata={"help": "colour jitter strength (brightness, contrast, saturation; hue = jitter/4)", "min": 0})
+    jitter_prob: float = field(default=0.8, metadata={"help": "probability of applying colour jitter", "min": 0, "max": 1})
     mean: tuple[float, float, float] = field(default=KINETICS_MEAN, metadata={"help": "per-channel mean for normalisation"})
-    std: tuple[float, float, float] = field(default=KINETICS_STD, metadata={"help": "per-channel std for normalisation"})
+    std: tuple[float, float, float] = field(default=KINETICS_STD, metadata={"help": "per-channel std for normalisation", "above": 0})
 
 
 def crop_params(h: int, w: int, scale, ratio, rng: np.random.Generator) -> tuple[int, int, int, int]:

@@ -40,8 +40,8 @@ class ModelConfig:
         "help": f"audio backbone: {', '.join(available('audio'))}"})
     text: TowerConfig = field(default_factory=TowerConfig, metadata={
         "help": f"text encoder: {', '.join(available('text'))} (empty = none)"})
-    embed_dim: int = field(default=256, metadata={"help": "output size of every projection head"})
-    head_hidden: int = field(default=0, metadata={"help": "hidden width of the heads; 0 = backbone width"})
+    embed_dim: int = field(default=256, metadata={"help": "output size of every projection head", "min": 1})
+    head_hidden: int = field(default=0, metadata={"help": "hidden width of the heads; 0 = backbone width", "min": 0})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
 
 

@@ -30,10 +30,10 @@ from pipeline.objectives.gather import gather_sizes, gather_with_grad, world
 
 @dataclass
 class TemperatureConfig:
-    value: float = field(default=0.07, metadata={"help": "softmax temperature (initial value if learned)"})
+    value: float = field(default=0.07, metadata={"help": "softmax temperature (initial value if learned)", "above": 0})
     learn: bool = field(default=False, metadata={"help": "learn it (log-parameterised, clamped to [min, max])"})
-    min: float = field(default=0.01, metadata={"help": "lower clamp of a learned temperature (CLIP: 0.01)"})
-    max: float = field(default=1.0, metadata={"help": "upper clamp of a learned temperature"})
+    min: float = field(default=0.01, metadata={"help": "lower clamp of a learned temperature (CLIP: 0.01)", "above": 0})
+    max: float = field(default=1.0, metadata={"help": "upper clamp of a learned temperature", "above": 0})
 
 
 class _Clamp(torch.autograd.Function):
@@ -121,7 +121,7 @@ class NCEConfig:
     pairs: list[str] = field(default_factory=lambda: ["video-audio"], metadata={
         "help": "modality pairs contrasted, e.g. [video-audio, video-text] (MMV)"})
     weights: list[float] = field(default_factory=list, metadata={
-        "help": "weight of each pair's loss; empty = equal weights summing to 1"})
+        "help": "weight of each pair's loss; empty = equal weights summing to 1", "min": 0})
     temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
     normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings before the dot product"})
 

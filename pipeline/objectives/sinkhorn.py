@@ -39,32 +39,32 @@ _ABSORB_RANGE = 30.0  # re-absorb once the pending scaling spans more than e^30
 @dataclass
 class SinkhornConfig:
     lambda_: float = field(default=25.0, metadata={
-        "help": "Inverse entropic regularisation: Q ~ P^lambda (SeLa 25, SeLaVi 20)."})
+        "help": "Inverse entropic regularisation: Q ~ P^lambda (SeLa 25, SeLaVi 20).", "above": 0})
     n_iters: int = field(default=1000, metadata={
-        "help": "Maximum Sinkhorn iterations (one row + one column update each)."})
+        "help": "Maximum Sinkhorn iterations (one row + one column update each).", "min": 1})
     tol: float = field(default=1e-4, metadata={
         "help": "Stop when the RMS relative error of the per-sample marginals, "
                 "sqrt(mean((N * Q.sum(1) - 1)^2)), is below this. Equals POT's "
-                "stopThr * sqrt(N). <= 0 runs all n_iters."})
+                "stopThr * sqrt(N). 0 runs all n_iters.", "min": 0})
     check_every: int = field(default=10, metadata={
-        "help": "Evaluate the stopping error after iterations 1, 1+k, 1+2k, ... (POT: 10)."})
+        "help": "Evaluate the stopping error after iterations 1, 1+k, 1+2k, ... (POT: 10).", "min": 1})
     marginals: str = field(default="uniform", metadata={
         "help": f"Target cluster sizes: one of {KINDS}. gauss/zipf sizes are assigned in "
-                "the order of the current (argmax) cluster sizes."})
+                "the order of the current (argmax) cluster sizes.", "choices": KINDS})
     zipf_exponent: float = field(default=1.0, metadata={
-        "help": "Zipf prior: size of the r-th largest cluster ~ r^-exponent."})
+        "help": "Zipf prior: size of the r-th largest cluster ~ r^-exponent.", "min": 0})
     seed: int = field(default=0, metadata={
-        "help": "Seed of the gauss prior's draw; identical on every rank."})
+        "help": "Seed of the gauss prior's draw; identical on every rank.", "min": 0})
     chunk_rows: int = field(default=0, metadata={
-        "help": "Rows per chunk of the fused pass; 0 = about 1M elements (cache sized)."})
+        "help": "Rows per chunk of the fused pass; 0 = about 1M elements (cache sized).", "min": 0})
     cache_gb: float = field(default=4.0, metadata={
         "help": "Cache the float32 kernel (N_local*K*4 bytes) if it fits in this many GB; "
-                "otherwise recompute it from the log-probs every iteration."})
+                "otherwise recompute it from the log-probs every iteration.", "min": 0})
     native: bool = field(default=True, metadata={
         "help": "On CPU with float16/float32 input, use the fused C row kernels "
                 "(compiled on first use; falls back to torch ops if that fails)."})
     threads: int = field(default=0, metadata={
-        "help": "Threads for the native kernels; 0 = torch.get_num_threads()."})
+        "help": "Threads for the native kernels; 0 = torch.get_num_threads().", "min": 0})
 
 
 @dataclass

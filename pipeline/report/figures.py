@@ -17,6 +17,11 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+# names (classes, run folders) are text: "$...$" in one must not be parsed as mathtext
+PLAIN_TEXT = matplotlib.rc_context({"text.parse_math": False})
+
+
+@PLAIN_TEXT
 def curves(runs: dict[str, list[dict]], keys=("loss", "lr", "clips_per_s", "data_wait_frac")) -> bytes:
     """One panel per metric, one line per run, against the optimizer step."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.4), layout="constrained")
@@ -32,6 +37,7 @@ def curves(runs: dict[str, list[dict]], keys=("loss", "lr", "clips_per_s", "data
     return _png(fig)
 
 
+@PLAIN_TEXT
 def projection(emb: dict[str, np.ndarray], labels: np.ndarray, names: list[str], seed: int = 0) -> bytes:
     """2-D t-SNE of each embedding (video, audio), points coloured by class."""
     from sklearn.manifold import TSNE

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
                                                  "the corpus has no labels.") + "</p>"]
     for e in examples:
         cells = [f"<div class='card'><b>query</b><br>{_thumb(samples[e['query']]) if e['query'] in samples else ''}"
-                 f"<br>{esc(name(e['label']))}<br>true rank {e['rank'] + 1}</div>"]
+                 f"<br>{esc(name(e['label']))}<br>true rank {esc(e['rank'] + 1)}</div>"]
         for t in e["top"]:
             ok = ("good" if t["label"] == e["label"] else "bad") if labelled else "muted"
             img = _thumb({k: v for k, v in samples[t["key"]].items() if k != "wav"}) if t["key"] in samples else ""
@@ -91,8 +92,8 @@ def build_report(cfg: ReportConfig) -> Path:
     if ev_path.exists():
         ev = json.loads(ev_path.read_text())
         held = "test (in-sample)" if ev.get("in_sample") else "held-out"
-        body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{ev.get('n_train', '?')} training "
-                    f"and {ev.get('n_test', '?')} {held} clips; the same architectures at random "
+        body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
+                    f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
                     "initialisation beside the trained ones.</p>" + _eval_table(ev))
         emb = run / "eval" / "embeddings.npz"
         if emb.exists():
@@ -107,7 +108,9 @@ def build_report(cfg: ReportConfig) -> Path:
     links = []
     for sub in sorted(run.iterdir()):
         if (sub / "clusters.html").exists():
-            links.append(f"<a href='{esc(sub.name)}/clusters.html'>cluster browser ({esc(sub.name)})</a>")
+            # "./" + percent-encoding: a folder named "javascript:..." stays a relative link
+            links.append(f"<a href='./{esc(quote(sub.name))}/clusters.html'>cluster browser "
+                         f"({esc(sub.name)})</a>")
     det = sorted(run.glob("*/detect_eval.json"))
     if links or det:
         body.append("<h2>Clusters and detection</h2>" + "<br>".join(links))

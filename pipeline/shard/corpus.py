@@ -69,8 +69,30 @@ def class_names(items: list[InputItem]) -> list[str]:
     return sorted(names)
 
 
+def confinement_root(source: str, confine: bool | None) -> str | None:
+    """The folder inputs must stay inside (real path), or None when not confined:
+    ``confine`` unset means on for a folder corpus, off for a manifest."""
+    src = Path(source)
+    if confine is False or (confine is None and not src.is_dir()):
+        return None
+    return os.path.realpath(src if src.is_dir() else src.parent)
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path``, every symbolic link resolved, lies inside the real folder ``root``."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _folder_items(root: Path, exts: set[str], labels: bool) -> Iterator[InputItem]:
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Every video below ``root``, symbolic links to folders followed (but never round a
+    loop), so a linked class folder is listed; where its files lead is judged later."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if any(os.path.realpath(up) == real for up in Path(dirpath).parents
+               if len(up.parts) >= len(root.parts)):
+            dirnames[:] = []  # a link back to a folder above: its files are listed there
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or name.rsplit(".", 1)[-1].lower() not in exts or "." not in name:

@@ -1,8 +1,10 @@
 """One input video -> its samples, or the one status that says why it has none.
 
-Every input ends with exactly one status: "ok", "failed" (the file is broken: missing,
-empty_file, not_a_video, truncated, decode_error, bad_segment, timeout, internal_error)
-or "skipped" (usable but excluded by policy: too_short, no_audio_stream, silent_audio).
+Every input ends with exactly one status: "ok", "failed" (the file is broken or refused:
+missing, empty_file, not_a_video, truncated, decode_error, bad_segment, timeout,
+internal_error, unsupported_container (a playlist or list of other files),
+outside_corpus (with ``confine``, a path or symlink leading out of the corpus root)) or
+"skipped" (usable but excluded by policy: too_short, no_audio_stream, silent_audio).
 Nothing is emitted until every decision is made, so a rejected input leaves no
 samples behind, and no exception from one input reaches the shard.
 """
@@ -17,7 +19,7 @@ from typing import Callable
 
 from pipeline.io.wav import pcm_wav
 from pipeline.shard.clip_spans import frames_of
-from pipeline.shard.corpus import InputItem
+from pipeline.shard.corpus import InputItem, confinement_root, is_inside
 from pipeline.shard.keys import input_prefix, sample_key
 from pipeline.shard.probe import ProbeError, output_size, probe
 from pipeline.shard.audio_track import rms, track_rms, track_window
@@ -27,7 +29,7 @@ from pipeline.shard.transcode import Decoded, EncodedClip, TranscodeSettings, tr
 log = logging.getLogger(__name__)
 Emit = Callable[[str, list[tuple[str, bytes]]], None]
 FAILED = {"missing", "empty_file", "not_a_video", "truncated", "decode_error", "bad_segment",
-          "timeout", "internal_error"}
+          "timeout", "internal_error", "unsupported_container", "outside_corpus"}
 
 
 class SinkError(Exception):
@@ -67,7 +69,9 @@ def process_input(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tm
     except (Rejected, ProbeError) as rej:
         entry.update(status="failed" if rej.reason in FAILED else "skipped", reason=rej.reason)
         if rej.detail:  # without the absolute path ffmpeg prefixes its messages with
-            entry["detail"] = rej.detail.replace(f"{item.abspath}: ", "")[-300:]
+            for name in (f"file:{os.path.abspath(item.abspath)}: ", f"{item.abspath}: "):
+                rej.detail = rej.detail.replace(name, "")
+            entry["detail"] = rej.detail[-300:]
     except Exception as exc:  # a bug or an OS error on one input must not stop the run
         log.exception("input %s: unexpected error", item.path)
         entry.update(status="failed", reason="internal_error", detail=repr(exc)[-300:])
@@ -87,6 +91,9 @@ def _expected_seconds(item: InputItem, duration: float | None) -> float | None:
 def _process(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tmp_dir: str,
              emit: Emit) -> dict:
     path = item.abspath
+    root = confinement_root(cfg.input, cfg.confine)
+    if root and not is_inside(path, root):
+        raise Rejected("outside_corpus", f"resolves outside {root} (confine=false allows it)")
     if not os.path.exists(path):
         raise Rejected("missing", "no such file")
     if os.path.isdir(path):

@@ -4,10 +4,17 @@ Reading headers only is cheap (tens of ms), so policy decisions (no audio stream
 short, not a video) are made before anything is decoded. A failed probe is classified by
 the file's first bytes: a known container signature means the file was cut short
 ("truncated"), anything else is "not_a_video".
+
+Inputs are opened only as local files (``file:`` + absolute path, so a name such as
+``-show_data.mp4`` or ``concat:a|b`` is never read as an option or another protocol) and
+only by demuxers of self-contained containers: a playlist or concat list (``hls``,
+``concat``, ``dash``, image sequences, ...) would make ffmpeg read files outside the
+corpus, so such an input fails with ``unsupported_container`` before anything is read.
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,6 +23,25 @@ from fractions import Fraction
 _MAGIC = ((0, b"\x1aE\xdf\xa3"), (0, b"RIFF"), (0, b"\x00\x00\x01\xba"), (0, b"FLV"),
           (0, b"OggS"), (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"))
 _BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
+# ffmpeg demuxers allowed to open an input: containers that hold their media themselves
+# (audio ones too, so a sound file is reported as not_a_video)
+CONTAINERS = ("mov", "matroska", "avi", "mpeg", "mpegts", "flv", "ogg", "asf", "mpegvideo", "m4v",
+              "h264", "hevc", "dv", "mxf", "nut", "ivf", "obu", "gif", "rm", "yuv4mpegpipe",
+              "wav", "w64", "mp3", "flac", "aac", "aiff", "au")
+
+
+def input_args(path: str) -> list[str]:
+    """ffmpeg/ffprobe options that open ``path`` as one self-contained local file."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(CONTAINERS),
+            "-i", "file:" + os.path.abspath(path)]
+
+
+def open_local(path: str):
+    """``input_args`` for PyAV: ``av.open`` on one self-contained local file."""
+    import av
+
+    return av.open("file:" + os.path.abspath(path),
+                   options={"protocol_whitelist": "file", "format_whitelist": ",".join(CONTAINERS)})
 
 
 class ProbeError(Exception):
@@ -100,7 +126,8 @@ def probe(path: str, ffprobe: str = "ffprobe", timeout: float = 120) -> Probe:
         head = fh.read(512)
     if not head:
         raise ProbeError("empty_file")
-    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", path]
+    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           *input_args(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -109,6 +136,10 @@ def probe(path: str, ffprobe: str = "ffprobe", timeout: float = 120) -> Probe:
     streams, fmt = info.get("streams", []), info.get("format", {})
     if res.returncode != 0 or not fmt:
         err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        refused = [ln for ln in err if "not on whitelist" in ln]
+        if refused:  # "[hls @ 0x...] Format not on whitelist ..."
+            fmt = refused[0].lstrip("[").split(" @", 1)[0]
+            raise ProbeError("unsupported_container", f"{fmt}: not a self-contained video container")
         reason = "truncated" if looks_like_container(head) else "not_a_video"
         raise ProbeError(reason, err[-1] if err else "ffprobe failed")
     videos = [s for s in streams if s.get("codec_type") == "video"

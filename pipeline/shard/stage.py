@@ -15,14 +15,18 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, save_config
+from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.corpus import InputItem, class_names, read_corpus
 from pipeline.shard.index import build_index, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
@@ -43,17 +47,39 @@ class Plan:
 
 
 def _validate(cfg: ShardConfig) -> None:
-    if cfg.short_side < 2 or cfg.short_side % 2:
-        raise ConfigError(f"short_side must be an even number >= 2, got {cfg.short_side}")
-    for key in ("fps", "audio_rate", "videos_per_shard"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.clip_seconds * cfg.fps < 1 or cfg.stride_seconds < 0:
-        raise ConfigError("clip_seconds must hold at least one frame and stride_seconds be >= 0")
-    if not cfg.merge_only:
-        for tool in (cfg.ffmpeg, cfg.ffprobe):
-            if shutil.which(tool) is None:
-                raise InputError(f"'{tool}' not found on PATH (install ffmpeg, e.g. make system-deps)")
+    """What the schema cannot know: the tools exist and accept the encoder settings."""
+    if cfg.merge_only:
+        return
+    for tool in (cfg.ffmpeg, cfg.ffprobe):
+        if shutil.which(tool) is None:
+            raise InputError(f"'{tool}' not found on PATH (install ffmpeg, e.g. make system-deps)")
+    _probe_encoder(cfg)
+
+
+def _probe_encoder(cfg: ShardConfig) -> None:
+    """Encode a few blank frames with ``preset`` and ``scale_flags`` through both encoders
+    (ffmpeg's and PyAV's libx264), so a setting they refuse stops the run here, once,
+    instead of failing every input."""
+    def ffmpeg_refuses(flags: str, preset: str) -> str:
+        cmd = [cfg.ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+               "color=c=gray:s=32x32:r=25:d=0.12", "-vf", f"scale=16:16:flags={flags}",
+               "-c:v", "libx264", "-preset", preset, "-f", "null", "-"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        lines = res.stderr.strip().splitlines()
+        return "" if res.returncode == 0 else (lines[0] if lines else f"ffmpeg exit {res.returncode}")
+
+    if ffmpeg_refuses(cfg.scale_flags, cfg.preset):
+        why = ffmpeg_refuses("area", cfg.preset)
+        key = "preset" if why else "scale_flags"
+        why = why or ffmpeg_refuses(cfg.scale_flags, cfg.preset)
+        raise ConfigError(f"bad value for key '{key}': {getattr(cfg, key)!r}; ffmpeg refuses it ({why})")
+    try:
+        enc = ClipEncoder(16, 16, 25, cfg.crf, cfg.preset, threads=1)
+        enc.add(np.zeros((24, 16), np.uint8))
+        enc.finish()
+    except av.error.FFmpegError as err:
+        raise ConfigError(f"bad value for key 'preset': {cfg.preset!r}; PyAV's libx264 refuses it "
+                          f"({err})") from None
 
 
 def parse_slice(text: str) -> tuple[int, int]:

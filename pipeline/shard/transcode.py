@@ -36,6 +36,7 @@ import numpy as np
 
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.clip_spans import clip_spans
+from pipeline.shard.probe import input_args
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def ffmpeg_command(path: str, s: TranscodeSettings, video_index: int, audio_inde
         cmd += ["-ss", f"{start:.6f}"]
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
-    cmd += ["-i", path, "-map_metadata", "-1", "-map_chapters", "-1",
+    cmd += [*input_args(path), "-map_metadata", "-1", "-map_chapters", "-1",
             "-map", f"0:{video_index}", "-vf", video_filters(s), "-pix_fmt", "yuv420p"]
     if segments:
         c, g = s.clip_frames, s.fps

@@ -31,19 +31,31 @@ log = logging.getLogger(__name__)
 @dataclass
 class SynthConfig:
     out: str = field(default=MISSING, metadata={"help": "output folder (videos/, manifest.jsonl, classes.json)"})
-    n_videos: int = field(default=512, metadata={"help": "number of videos"})
-    n_classes: int = field(default=10, metadata={"help": "number of classes (2..64)"})
-    seed: int = field(default=0, metadata={"help": "random seed; classes do not depend on it"})
-    seconds: float = field(default=4.0, metadata={"help": "length of each video"})
-    size: int = field(default=128, metadata={"help": "frame width and height in pixels"})
-    fps: int = field(default=25, metadata={"help": "frames per second"})
-    audio_rate: int = field(default=16000, metadata={"help": "audio sample rate, Hz"})
-    max_objects: int = field(default=3, metadata={"help": "1..max objects per video; one sounds, the rest are silent distractors"})
-    object_size: tuple[int, int] = field(default=(26, 48), metadata={"help": "object size range in pixels"})
-    speed: tuple[float, float] = field(default=(0.3, 2.0), metadata={"help": "object speed range, pixels per frame"})
-    offscreen_fraction: float = field(default=0.15, metadata={"help": "fraction of videos whose sounding object may be half off-screen"})
+    n_videos: int = field(default=512, metadata={"help": "number of videos", "min": 1})
+    n_classes: int = field(default=10, metadata={"help": "number of classes (2..64)", "min": 2, "max": 64})
+    seed: int = field(default=0, metadata={"help": "random seed; classes do not depend on it", "min": 0})
+    seconds: float = field(default=4.0, metadata={"help": "length of each video", "above": 0})
+    size: int = field(default=128, metadata={"help": "frame width and height in pixels", "min": 16})
+    fps: int = field(default=25, metadata={"help": "frames per second", "min": 1})
+    audio_rate: int = field(default=16000, metadata={"help": "audio sample rate, Hz", "min": 8000, "max": 96000})
+    max_objects: int = field(default=3, metadata={"help": "1..max objects per video; one sounds, the rest are silent distractors", "min": 1})
+    object_size: tuple[int, int] = field(default=(26, 48), metadata={"help": "object size range in pixels", "min": 4})
+    speed: tuple[float, float] = field(default=(0.3, 2.0), metadata={"help": "object speed range, pixels per frame", "min": 0})
+    offscreen_fraction: float = field(default=0.15, metadata={"help": "fraction of videos whose sounding object may be half off-screen", "min": 0, "max": 1})
     snr_db: tuple[float, float] = field(default=(0.0, 15.0), metadata={"help": "signal-to-noise ratio range of the audio, dB"})
-    workers: int = field(default=0, metadata={"help": "processes (0 = one per CPU core)"})
+    workers: int = field(default=0, metadata={"help": "processes (0 = one per CPU core)", "min": 0})
+
+    def check(self) -> None:
+        if self.seconds * self.fps < 1:
+            raise ConfigError(f"{self.seconds} s at fps={self.fps} is not one frame", key="seconds")
+        lo, hi = self.object_size
+        if not lo <= hi <= 0.8 * self.size:
+            raise ConfigError(f"{list(self.object_size)} does not fit size={self.size}: need min <= max "
+                              f"<= 0.8 * size, e.g. object_size=[{max(4, self.size // 5)},{self.size // 3}]",
+                              key="object_size")
+        for key in ("speed", "snr_db"):
+            if getattr(self, key)[0] > getattr(self, key)[1]:
+                raise ConfigError(f"{list(getattr(self, key))}: need min <= max", key=key)
 
 
 def _video_spec(cfg: SynthConfig, classes: list[SynthClass], index: int) -> dict:
@@ -110,12 +122,6 @@ def _make_one(args) -> dict:
 
 def run(cfg: SynthConfig) -> dict:
     out = Path(cfg.out)
-    if cfg.max_objects < 1:
-        raise ConfigError(f"max_objects={cfg.max_objects}: at least one (sounding) object is needed")
-    lo, hi = cfg.object_size
-    if not 4 <= lo <= hi <= 0.8 * cfg.size:
-        raise ConfigError(f"object_size={list(cfg.object_size)} does not fit size={cfg.size}: need "
-                          f"4 <= min <= max <= 0.8 * size, e.g. object_size=[{max(4, cfg.size // 5)},{cfg.size // 3}]")
     classes = make_classes(cfg.n_classes)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

@@ -17,16 +17,16 @@ from pipeline.train.optim import OptimConfig
 
 @dataclass
 class DSConfig:
-    zero_stage: int = field(default=1, metadata={"help": "ZeRO stage: 0, 1 or 2"})
-    precision: str = field(default="fp32", metadata={"help": "fp32 | bf16 | fp16"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    clip_grad: float = field(default=1.0, metadata={"help": "gradient norm clipping (0 = off)"})
+    zero_stage: int = field(default=1, metadata={"help": "ZeRO stage: 0, 1 or 2", "choices": [0, 1, 2]})
+    precision: str = field(default="fp32", metadata={"help": "fp32 | bf16 | fp16", "choices": ["fp32", "bf16", "fp16"]})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step", "min": 1})
+    clip_grad: float = field(default=1.0, metadata={"help": "gradient norm clipping (0 = off)", "min": 0})
 
 
 @dataclass
 class CheckpointConfig:
-    every: int = field(default=200, metadata={"help": "save every N optimizer steps (and at the end)"})
-    keep_last: int = field(default=2, metadata={"help": "complete checkpoints kept"})
+    every: int = field(default=200, metadata={"help": "save every N optimizer steps (and at the end)", "min": 1})
+    keep_last: int = field(default=2, metadata={"help": "complete checkpoints kept (0 = all)", "min": 0})
     resume: str = field(default="auto", metadata={"help": "auto (newest complete one in out/checkpoints) | none | PATH"})
 
 
@@ -34,13 +34,13 @@ class CheckpointConfig:
 class TrainConfig:
     out: str = field(default=MISSING, metadata={"help": "run folder: config, metrics, checkpoints, final weights"})
     method: str = field(default="gdt", metadata={"help": "gdt | simclr | clip | selavi | avloc | finetune"})
-    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    seed: int = field(default=0, metadata={"help": "model initialisation seed"})
+    steps: int = field(default=1000, metadata={"help": "optimizer steps", "min": 1})
+    seed: int = field(default=0, metadata={"help": "model initialisation seed", "min": 0})
     init: str = field(default="", metadata={"help": "warm start: a finished run folder or .safetensors whose matching tensors initialise the model"})
     init_prefix: str = field(default="model.backbones.", metadata={"help": "only tensors whose names start with this are taken from init"})
     threads: int = field(default=0, metadata={"help": "torch intra-op threads of each training process; 0 = torch's default. "
-                                             "On a small CPU shared with loader workers, fewer threads avoid oversubscription"})
-    log_every: int = field(default=10, metadata={"help": "log metrics every N steps"})
+                                             "On a small CPU shared with loader workers, fewer threads avoid oversubscription", "min": 0})
+    log_every: int = field(default=10, metadata={"help": "log metrics every N steps", "min": 1})
     tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard event files"})
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -56,10 +56,6 @@ class TrainConfig:
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:
-    if cfg.ds.precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"ds.precision: {cfg.ds.precision!r}; choose fp32, bf16 or fp16")
-    if cfg.ds.zero_stage not in (0, 1, 2):
-        raise ValueError(f"ds.zero_stage: {cfg.ds.zero_stage}; choose 0, 1 or 2")
     return {
         "train_micro_batch_size_per_gpu": cfg.loader.batch_size,
         "gradient_accumulation_steps": cfg.ds.grad_accum,

@@ -80,14 +80,13 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
                                            config=deepspeed_config(cfg), dist_init_required=False)
     loader = ClipLoader(cfg.loader, info.rank, info.world_size)
     step, resumed_from = 0, None
-    resume = ckpt.resolve_resume(root, cfg.ckpt.resume)
-    if resume is not None:
-        state = ckpt.load(engine, *resume, info.rank)
+    state = ckpt.restore(engine, root, cfg.ckpt.resume, info.rank)
+    if state is not None:
         loader.load_state_dict(state["loader"])
-        step, resumed_from = int(state["step"]), str(resume[0] / resume[1])
+        step, resumed_from = int(state["step"]), state["path"]
         log.info("resumed from %s at step %d", resumed_from, step)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
-    metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard, step=step)
     ctx = StepContext(cfg=cfg, info=info, step=step, total_steps=cfg.steps, engine=engine)
     quiet = os.environ.get("TQDM_DISABLE") == "1"  # --quiet (an explicit disable overrides tqdm's env default)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet or not info.is_main)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+
+from pipeline.io.atomic import save_safetensors
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Method(torch.nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()
                    if isinstance(v, torch.Tensor)}
-        save_file(tensors, str(path))
+        save_safetensors(path, tensors)
         return path
 
 

@@ -1,12 +1,19 @@
-"""Training metrics: JSON lines (``metrics.jsonl``) and TensorBoard, on rank 0."""
+"""Training metrics: JSON lines (``metrics.jsonl``) and TensorBoard, on rank 0.
+
+A run starts its log at the step it starts from: rows past it (written between the
+checkpoint a run resumes from and the moment the previous attempt died) are dropped, so
+a resumed run's log holds each step once, like an uninterrupted run's.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from pipeline.utils.metrics import JsonlWriter
+from pipeline.io.atomic import write_text
+from pipeline.utils.metrics import JsonlWriter, read_jsonl
 
 
 def _mean_over_ranks(value: float) -> float:
@@ -17,14 +24,25 @@ def _mean_over_ranks(value: float) -> float:
     return value
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the rows of steps <= ``step`` (a torn last line goes too), atomically."""
+    if path.exists():
+        rows = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r["step"] <= step]
+        write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 class MetricsLog:
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool):
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool, step: int = 0):
+        """``step``: the step the run starts from (0, or the resumed checkpoint's)."""
         self.enabled = enabled
+        if enabled:
+            truncate_jsonl(out / "metrics.jsonl", step)
         self.jsonl = JsonlWriter(out / "metrics.jsonl", enabled=enabled)
         self.tb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(out / "tensorboard"))
+            # purge_step: TensorBoard hides the dead attempt's events past the resumed step
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1 if step else None)
 
     def log_step(self, step: int, loss: torch.Tensor, parts: dict, engine, window: dict,
                  world_size: int, skipped_total: int, bar) -> None:

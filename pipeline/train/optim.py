@@ -12,17 +12,17 @@ import torch
 
 @dataclass
 class OptimConfig:
-    name: str = field(default="adamw", metadata={"help": "adamw | sgd"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (per the reference batch, see scale_lr)"})
-    weight_decay: float = field(default=1e-5, metadata={"help": "weight decay (not on biases and norms)"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
-    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas"})
-    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
-    min_lr_ratio: float = field(default=0.01, metadata={"help": "final lr as a fraction of the peak (cosine)"})
+    name: str = field(default="adamw", metadata={"help": "adamw | sgd", "choices": ["adamw", "sgd"]})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (per the reference batch, see scale_lr)", "above": 0})
+    weight_decay: float = field(default=1e-5, metadata={"help": "weight decay (not on biases and norms)", "min": 0})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum", "min": 0, "max": 1})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas", "min": 0, "below": 1})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps", "min": 0})
+    min_lr_ratio: float = field(default=0.01, metadata={"help": "final lr as a fraction of the peak (cosine)", "min": 0, "max": 1})
     scale_lr: bool = field(default=False, metadata={"help": "multiply lr by the world size (GDT's linear scaling)"})
-    schedule: str = field(default="cosine", metadata={"help": "after warm-up: cosine (to min_lr_ratio) | step (x gamma at each milestone)"})
-    milestones: list[int] = field(default_factory=list, metadata={"help": "step schedule: optimizer steps at which the lr is multiplied by gamma"})
-    gamma: float = field(default=0.1, metadata={"help": "step schedule: lr factor at each milestone"})
+    schedule: str = field(default="cosine", metadata={"help": "after warm-up: cosine (to min_lr_ratio) | step (x gamma at each milestone)", "choices": ["cosine", "step"]})
+    milestones: list[int] = field(default_factory=list, metadata={"help": "step schedule: optimizer steps at which the lr is multiplied by gamma", "min": 0})
+    gamma: float = field(default=0.1, metadata={"help": "step schedule: lr factor at each milestone", "above": 0, "max": 1})
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, lr: float) -> list[dict]:

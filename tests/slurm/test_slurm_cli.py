@@ -49,7 +49,8 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["slurm.nodez=2"], "command line 'slurm.nodez=2': unknown key 'nodez' (did you mean 'nodes'?)"),
-    (["cluster=slrum"], "cluster=slrum: choose from slurm, local, debug"),
+    (["cluster=slrum"], "command line 'cluster=slrum': bad value for key 'cluster': 'slrum'; "
+                        "must be one of '', 'slurm', 'local', 'debug'"),
     (["slurm=nosuch"], "slurm=nosuch: no profile"),
     (["n_vidoes=3"], "unknown key 'n_vidoes' (did you mean 'n_videos'?)"),
 ])

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from pipeline.errors import ConfigError
+from pipeline.config import ConfigError, check_values
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import build_audio, build_video
 from pipeline.objectives.gather import gather_sizes, gather_with_grad, world
@@ -30,29 +30,23 @@ from pipeline.train.method import Method
 class AVLocConfig:
     visual: str = field(default="frame", metadata={
         "help": "frame: a 2D ResNet on the clip's centre frame (fine map, fast on CPU) | "
-                "video: the model.video backbone's map averaged over time"})
+                "video: the model.video backbone's map averaged over time", "choices": ["frame", "video"]})
     frame_widths: list[int] = field(default_factory=lambda: [16, 32, 64], metadata={
-        "help": "frame net: channels of the stem, then of each stride-2 stage; map stride = 2^len"})
-    frame_blocks: int = field(default=1, metadata={"help": "frame net: BasicBlocks per stage"})
-    clusters: int = field(default=10, metadata={"help": "K, clusters of the classifier heads (= detector classes)"})
-    lambda_: float = field(default=0.5, metadata={"help": "loss = lambda * L_NCE + (1 - lambda) * L_clust"})
-    temperature: float = field(default=0.07, metadata={"help": "InfoNCE temperature of the max-pooled cosine scores"})
+        "help": "frame net: channels of the stem, then of each stride-2 stage; map stride = 2^len", "min": 1})
+    frame_blocks: int = field(default=1, metadata={"help": "frame net: BasicBlocks per stage", "min": 1})
+    clusters: int = field(default=10, metadata={"help": "K, clusters of the classifier heads (= detector classes)", "min": 2})
+    lambda_: float = field(default=0.5, metadata={"help": "loss = lambda * L_NCE + (1 - lambda) * L_clust", "min": 0, "max": 1})
+    temperature: float = field(default=0.07, metadata={"help": "InfoNCE temperature of the max-pooled cosine scores", "above": 0})
     attend_temperature: float = field(default=0.1, metadata={
-        "help": "softmax temperature over locations when pooling the visual embedding for its head"})
+        "help": "softmax temperature over locations when pooling the visual embedding for its head", "above": 0})
     cluster_start: int = field(default=0, metadata={
-        "help": "optimizer step from which the clustering loss is on (localisation first)"})
+        "help": "optimizer step from which the clustering loss is on (localisation first)", "min": 0})
     sinkhorn: SinkhornConfig = field(default_factory=lambda: SinkhornConfig(
         lambda_=20.0, n_iters=200, native=False))
 
     def check(self) -> None:
-        if self.visual not in ("frame", "video"):
-            raise ConfigError(f"avloc.visual: {self.visual!r}; choose frame or video")
-        if self.clusters < 2:
-            raise ConfigError(f"avloc.clusters: need at least 2, got {self.clusters}")
-        if not 0.0 <= self.lambda_ <= 1.0:
-            raise ConfigError(f"avloc.lambda_: must be in [0, 1], got {self.lambda_}")
-        if len(self.frame_widths) < 1 or min(self.frame_widths) < 1:
-            raise ConfigError(f"avloc.frame_widths: positive channel counts, got {list(self.frame_widths)}")
+        if not self.frame_widths:
+            raise ConfigError("give at least one width", key="frame_widths")
 
 
 class FrameNet(nn.Module):
@@ -95,7 +89,7 @@ class AVLocMethod(Method):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = c = cfg.avloc
-        c.check()
+        check_values(c, prefix="avloc.")  # also when the config was built in code
         emb = cfg.model.embed_dim
         if c.visual == "frame":
             self.visual = FrameNet(list(c.frame_widths), c.frame_blocks)

@@ -25,32 +25,20 @@ from pipeline.train.method import Method as BaseMethod
 class Config:
     backbone: str = field(default="", metadata={"help": "export folder (its video/ backbone) or a finished pretraining run folder"})
     pretrained: bool = field(default=True, metadata={"help": "false: the same architecture at random initialisation (the baseline)"})
-    classes: int = field(default=0, metadata={"help": "classifier outputs; 0 = the classes of the training shards' index.json"})
-    backbone_lr_scale: float = field(default=0.1, metadata={"help": "backbone lr = optim.lr x this (GDT: head 0.0025, backbone 0.00025)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout before the linear head"})
+    classes: int = field(default=0, metadata={"help": "classifier outputs; 0 = the classes of the training shards' index.json", "min": 0})
+    backbone_lr_scale: float = field(default=0.1, metadata={"help": "backbone lr = optim.lr x this (GDT: head 0.0025, backbone 0.00025)", "min": 0})
+    dropout: float = field(default=0.0, metadata={"help": "dropout before the linear head", "min": 0, "below": 1})
     match_export: bool = field(default=True, metadata={"help": "clip frames, stride and crop size as the export was trained with (false: the recipe's loader.clip / loader.video); normalisation always follows the export"})
     splits: list[str] = field(default_factory=list, metadata={"help": "shard roots, one per split, each with train/ and test/ (UCF101/HMDB51 split=1..3)"})
-    only: int = field(default=-1, metadata={"help": "run only this split (0-based; one array task each); -1: every split, then the mean"})
-    epochs: float = field(default=12.0, metadata={"help": "epochs over the training videos"})
-    clips_per_video: int = field(default=10, metadata={"help": "random clips drawn per training video per epoch"})
-    warmup_epochs: float = field(default=2.0, metadata={"help": "linear warm-up, epochs"})
-    milestones: list[float] = field(default_factory=lambda: [6.0, 10.0], metadata={"help": "epochs at which the lr drops by optim.gamma"})
-    test_clips: int = field(default=10, metadata={"help": "uniformly spaced clips per test sample (video-level accuracy)"})
-    test_crops: int = field(default=3, metadata={"help": "spatial crops per clip: 1 (centre) or 3 (left, centre, right)"})
-    test_resize: int = field(default=0, metadata={"help": "side of the centre square the test crops are cut from; 0 = crop size x 8/7 (128 for 112)"})
-    test_batch_size: int = field(default=4, metadata={"help": "test samples per batch (each carries test_clips views)"})
-
-    def check(self) -> None:
-        """Values no run could use, refused before any work."""
-        if self.test_crops not in (1, 3):
-            raise ConfigError(f"finetune.test_crops={self.test_crops}: 1 (centre) or 3 (left, centre, right)")
-        for key in ("test_clips", "clips_per_video", "test_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"finetune.{key}={getattr(self, key)}: must be >= 1")
-        if self.epochs <= 0 or self.warmup_epochs < 0 or not 0 <= self.dropout < 1:
-            raise ConfigError("finetune: epochs > 0, warmup_epochs >= 0 and 0 <= dropout < 1")
-        if self.backbone_lr_scale < 0:
-            raise ConfigError(f"finetune.backbone_lr_scale={self.backbone_lr_scale}: must be >= 0")
+    only: int = field(default=-1, metadata={"help": "run only this split (0-based; one array task each); -1: every split, then the mean", "min": -1})
+    epochs: float = field(default=12.0, metadata={"help": "epochs over the training videos", "above": 0})
+    clips_per_video: int = field(default=10, metadata={"help": "random clips drawn per training video per epoch", "min": 1})
+    warmup_epochs: float = field(default=2.0, metadata={"help": "linear warm-up, epochs", "min": 0})
+    milestones: list[float] = field(default_factory=lambda: [6.0, 10.0], metadata={"help": "epochs at which the lr drops by optim.gamma", "min": 0})
+    test_clips: int = field(default=10, metadata={"help": "uniformly spaced clips per test sample (video-level accuracy)", "min": 1})
+    test_crops: int = field(default=3, metadata={"help": "spatial crops per clip: 1 (centre) or 3 (left, centre, right)", "choices": [1, 3]})
+    test_resize: int = field(default=0, metadata={"help": "side of the centre square the test crops are cut from; 0 = crop size x 8/7 (128 for 112)", "min": 0})
+    test_batch_size: int = field(default=4, metadata={"help": "test samples per batch (each carries test_clips views)", "min": 1})
 
 
 class Method(BaseMethod):

@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SeLaViConfig:
-    clusters: int = field(default=10, metadata={"help": "K clusters per head"})
-    heads: int = field(default=10, metadata={"help": "h clustering heads per modality"})
-    relabels: int = field(default=100, metadata={"help": "times the labels are re-optimised over training"})
-    schedule_power: float = field(default=1.5, metadata={"help": "re-labelling at steps * linspace(0,1,n)^power (denser early)"})
+    clusters: int = field(default=10, metadata={"help": "K clusters per head", "min": 2})
+    heads: int = field(default=10, metadata={"help": "h clustering heads per modality", "min": 1})
+    relabels: int = field(default=100, metadata={"help": "times the labels are re-optimised over training", "min": 1})
+    schedule_power: float = field(default=1.5, metadata={"help": "re-labelling at steps * linspace(0,1,n)^power (denser early)", "above": 0})
     sinkhorn: SinkhornConfig = field(default_factory=lambda: SinkhornConfig(lambda_=20.0, n_iters=2000))
-    nce_weight: float = field(default=0.0, metadata={"help": "weight of the GDT contrastive loss added (0 = off)"})
-    batch_size: int = field(default=64, metadata={"help": "batch size of the re-labelling pass"})
+    nce_weight: float = field(default=0.0, metadata={"help": "weight of the GDT contrastive loss added (0 = off)", "min": 0})
+    batch_size: int = field(default=64, metadata={"help": "batch size of the re-labelling pass", "min": 1})
 
 
 def relabel_steps(total: int, n: int, power: float) -> list[int]:
