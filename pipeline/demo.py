@@ -89,14 +89,17 @@ class Demo:
 
     def finetune(self, train_shards: str, test_shards: str) -> None:
         """A short fine-tune of the GDT export on the split (train/ and test/ of one
-        root, as the UCF101 layout is sharded), when it is held out and labelled."""
+        root, as the UCF101 layout is sharded), when it is held out and labelled; and of
+        the same network at random initialisation."""
         root = Path(train_shards).parent
         held_out = train_shards != test_shards and Path(test_shards).parent == root
         if "finetune" in self.cfg.skip or not held_out or not class_names(train_shards):
             return
-        self.stage("finetune", [self.cfg.finetune_config], [f"out={self.out / 'finetune'}",
-                                                            f"finetune.backbone={self.out / 'export'}",
-                                                            f"finetune.splits=[{root}]", *self.cfg.finetune_overrides])
+        for name, init in (("finetune", "true"), ("finetune_random_init", "false")):  # the same recipe both ways
+            self.stage("finetune", [self.cfg.finetune_config], [f"out={self.out / name}",
+                                                                f"finetune.backbone={self.out / 'export'}",
+                                                                f"finetune.pretrained={init}", f"finetune.splits=[{root}]",
+                                                                *self.cfg.finetune_overrides])
 
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)

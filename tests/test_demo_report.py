@@ -47,6 +47,7 @@ def test_demo_outputs(demo_dir):
     assert (demo_dir / "report.html").exists()
     ft = json.loads((demo_dir / "finetune" / "finetune.json").read_text())
     assert ft["splits"]["split1"]["n_test_videos"] == 16 and 0 <= ft["mean"]["video_top1"] <= 1
+    assert json.loads((demo_dir / "finetune_random_init" / "finetune.json").read_text())["pretrained"] is False
     assert ev["in_sample"] is False
 
 
