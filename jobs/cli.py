@@ -1,7 +1,8 @@
 """``python -m jobs <command> [launcher keys] [stage CONFIG.yaml ...] [stage key=value ...]``.
 
-Commands: ``shard`` (array), ``train`` (nodes x tasks), ``run STAGE`` (any stage, one
-job), ``eval`` / ``export`` (aliases of ``run eval`` / ``run export``), ``status``.
+Commands: ``shard`` (array), ``train`` (nodes x tasks), ``finetune`` (a training job
+per split), ``run STAGE`` (any stage, one job), ``eval`` / ``export`` (aliases of ``run
+eval`` / ``run export``; eval protocols: one array task per split or fold), ``status``.
 Launcher keys (``cluster=``, ``slurm=``, ``job_dir=``, ``slices=``, ``--dry-run``,
 ``--wait``) and SLURM overrides (``slurm.KEY=VALUE``) are taken out first; the rest is
 the stage's command line, read exactly as ``python -m pipeline STAGE`` reads it.
@@ -31,7 +32,9 @@ commands:
              only the slices whose output is not complete
   train      training on nodes x tasks-per-node (one task per GPU), requeued with
              resume=auto on pre-emption or time limit
-  run STAGE  any registered stage as a single job (eval and export are aliases)
+  finetune   fine-tuning and its test, one training job per split (as train)
+  run STAGE  any registered stage as a single job (eval and export are aliases; eval
+             protocol=... with several splits or folds: one array task each)
   status [FOLDER] [--lines N]
              a run's jobs and the tail of their logs (default: newest under runs/jobs)
 
@@ -115,6 +118,10 @@ def _launch(command: str, stage_name: str, args: list[str]) -> int:
     elif command == "shard":
         from jobs.shard import launch_shard
         jobs, labels = launch_shard(build_config(stage, files, overrides), launch, slurm)
+    elif stage_name in ("eval", "finetune"):
+        from jobs.fanout import launch_eval, launch_finetune
+        fan = launch_eval if stage_name == "eval" else launch_finetune
+        jobs, labels = fan(build_config(stage, files, overrides), launch, slurm)
     else:
         jobs, labels = launch_stage(stage_name, files, overrides, launch, slurm), [""]
     cluster = launch.cluster or default_cluster()
@@ -162,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "status":
             return _status(rest)
-        if command in ("shard", "train") or command in ALIASES:
+        if command in ("shard", "train", "finetune") or command in ALIASES:
             return _launch(command, command, rest)
         if command == "run":
             if not rest or rest[0].startswith("-"):

@@ -15,7 +15,7 @@ from pipeline.config import CONFIGS, ConfigError, load_config
 SLURM_PROFILES = CONFIGS / "slurm"
 CLUSTERS = ("slurm", "local", "debug")
 # profile used when none is given: the stage's own, else default.yaml
-STAGE_PROFILES = {"shard": "shard", "train": "train", "eval": "eval", "export": "eval"}
+STAGE_PROFILES = {"shard": "shard", "train": "train", "finetune": "train", "eval": "eval", "export": "eval"}
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """``python -m pipeline demo`` (``make demo``): the whole pipeline end to end on CPU.
 
 synth -> shard -> GDT pretraining -> SeLaVi clustering -> audio-supervised detection ->
-export -> eval -> report. Every step is a stage called with its config, as a user or
-``jobs/`` would; finished steps are skipped on a re-run (training resumes from its last
+export -> fine-tuning (UCF101-style split) -> eval -> report. Every step is a stage
+called with its config, as a user or ``jobs/`` would; finished steps are skipped on a re-run (training resumes from its last
 checkpoint), so an interrupted demo continues where it stopped.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
+from pipeline.eval.labels import class_names
 from pipeline.io.atomic import write_json
 from pipeline.stages import STAGES
 
@@ -35,10 +36,12 @@ class DemoConfig:
     gdt_config: str = field(default=str(CONFIGS / "gdt_tiny.yaml"), metadata={"help": "GDT training config"})
     selavi_config: str = field(default=str(CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
     detect_config: str = field(default=str(CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
+    finetune_config: str = field(default=str(CONFIGS / "finetune_tiny.yaml"), metadata={"help": "fine-tuning recipe"})
     gdt_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the GDT run, e.g. [steps=50]"})
     selavi_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the SeLaVi run"})
     detect_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the detection stage"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "steps to leave out: cluster, detect", "choices": ["cluster", "detect"]})
+    finetune_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the fine-tuning stage"})
+    skip: list[str] = field(default_factory=list, metadata={"help": "steps to leave out: cluster, detect, finetune", "choices": ["cluster", "detect", "finetune"]})
 
 
 class Demo:
@@ -99,6 +102,20 @@ class Demo:
                              "split; name them so")
         return str(sets[0]), str(sets[-1])
 
+    def finetune(self, train_shards: str, test_shards: str) -> None:
+        """A short fine-tune of the GDT export on the split (train/ and test/ of one
+        root, as the UCF101 layout is sharded), when it is held out and labelled; and of
+        the same network at random initialisation."""
+        root = Path(train_shards).parent
+        held_out = train_shards != test_shards and Path(test_shards).parent == root
+        if "finetune" in self.cfg.skip or not held_out or not class_names(train_shards):
+            return
+        for name, init in (("finetune", "true"), ("finetune_random_init", "false")):  # the same recipe both ways
+            self.stage("finetune", [self.cfg.finetune_config], [f"out={self.out / name}",
+                                                                f"finetune.backbone={self.out / 'export'}",
+                                                                f"finetune.pretrained={init}", f"finetune.splits=[{root}]",
+                                                                *self.cfg.finetune_overrides])
+
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.out / "demo_config.yaml")
@@ -124,6 +141,7 @@ class Demo:
                                                             *k, *self.cfg.detect_overrides])
             extra.append(f"detect_eval={self.out / 'detect' / 'detect_eval.json'}")
         self.stage("export", [], [f"run_dir={self.out / 'gdt'}", f"out={self.out / 'export'}"])
+        self.finetune(train_shards, test_shards)
         result = self.stage("eval", [], [f"export={self.out / 'export'}", f"train_shards={train_shards}",
                                          f"test_shards={test_shards}", f"out={self.out / 'eval'}", *extra])
         # the headline numbers at the top of the run folder (the eval stage's own copy stays)

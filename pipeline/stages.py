@@ -46,7 +46,10 @@ STAGES = _table(
           "export each backbone of a run as safetensors + JSON (load with pipeline.load_backbone)",
           positional=("run_dir",)),
     Stage("eval", "pipeline.eval.stage:EvalConfig", "pipeline.eval.stage:run",
-          "kNN, linear probe, retrieval, clustering (and mAP) vs random init -> eval.json"),
+          "kNN, linear probe, retrieval, clustering (and mAP) vs random init -> eval.json; "
+          "protocol=linear|retrieval|esc50|clustering: the papers' downstream protocols"),
+    Stage("finetune", "pipeline.train.config:TrainConfig", "pipeline.eval.finetune:run",
+          "fine-tune an exported backbone per split (GDT's recipe), test video- and clip-level accuracy"),
     Stage("report", "pipeline.report.report:ReportConfig", "pipeline.report.report:run",
           "one offline HTML page: curves, eval tables, embeddings, retrieval, clusters, detection",
           positional=("run_dir",)),

@@ -32,3 +32,48 @@ def synth_shards(synth_corpus, tmp_path_factory) -> Path:
     index = json.loads((out / "index.json").read_text())
     assert index["totals"]["clips"] == 24
     return out
+
+
+TINY_MODEL = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
+              "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
+              "model.embed_dim=16"]
+
+
+def shard_manifest(rows: list[str], folder: Path, name: str, out: Path, clip_seconds: float = 3) -> Path:
+    """Shard some rows of a synthetic manifest (paths relative to ``folder``) into ``out``."""
+    from pipeline.cli import build_config
+    from pipeline.stages import STAGES, find
+    manifest = folder / f"{name}.jsonl"
+    manifest.write_text("\n".join(rows) + "\n")
+    stage = find("shard", STAGES)
+    stage.load_target()(build_config(stage, [], [f"input={manifest}", f"output={out}", "videos_per_shard=4",
+                                                 f"clip_seconds={clip_seconds}", "short_side=64", "workers=2"]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def split_root(synth_corpus, tmp_path_factory) -> Path:
+    """One UCF101-style split as the shard stage lays it out: train/ (16 videos) and
+    test/ (8 videos), each a shard set; clips of 1.5 s so most videos give 2 samples."""
+    root = tmp_path_factory.mktemp("split")
+    rows = (synth_corpus / "manifest.jsonl").read_text().splitlines()
+    shard_manifest(rows[:16], synth_corpus, "split_train", root / "train", clip_seconds=1.5)
+    shard_manifest(rows[16:], synth_corpus, "split_test", root / "test", clip_seconds=1.5)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_export(synth_shards, tmp_path_factory) -> Path:
+    """A GDT run of 3 steps with tiny backbones, exported."""
+    from pipeline.export.export import export_run
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.engine import train
+    run = tmp_path_factory.mktemp("tiny_gdt")
+    cfg = load_config(TrainConfig, [], [f"out={run}", "steps=3", f"loader.shards={synth_shards}", *TINY_MODEL,
+                                        "loader.batch_size=6", "loader.workers=0", "loader.epoch_batches=4",
+                                        "loader.clip.frames=4", "loader.video.size=32", "loader.audio.seconds=0.5",
+                                        "gdt.reversal=off", "gdt.shift=off", "loader.clip.reverse=false",
+                                        "tensorboard=false"])
+    assert train(cfg)["status"] == "done"
+    export_run(run, run / "export")
+    return run / "export"

@@ -27,6 +27,8 @@ def demo_dir(tmp_path_factory):
                                                  "selavi.heads=2"]),
         "detect_overrides=" + json.dumps(["av.steps=3", "av.loader.workers=1", "detector.steps=2",
                                           "workers=1", "shot_trials=1", "pictures=4"]),
+        "finetune_overrides=" + json.dumps(["finetune.epochs=1", "finetune.clips_per_video=1",
+                                            "finetune.test_clips=2", "loader.batch_size=8"]),
     ])
     demo_run(cfg)
     return out
@@ -43,6 +45,10 @@ def test_demo_outputs(demo_dir):
     assert (demo_dir / "export" / "video" / "backbone.safetensors").exists()
     assert (demo_dir / "selavi" / "clusters.html").exists()
     assert (demo_dir / "report.html").exists()
+    ft = json.loads((demo_dir / "finetune" / "finetune.json").read_text())
+    assert ft["splits"]["split1"]["n_test_videos"] == 16 and 0 <= ft["mean"]["video_top1"] <= 1
+    assert json.loads((demo_dir / "finetune_random_init" / "finetune.json").read_text())["pretrained"] is False
+    assert ev["in_sample"] is False
 
 
 def test_report_renders_in_chromium(demo_dir, tmp_path):
@@ -53,7 +59,8 @@ def test_report_renders_in_chromium(demo_dir, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     url = (demo_dir / "report.html").as_uri()
     dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    for text in ("Training", "Evaluation", "random init", "Embeddings", "Retrieval examples", "cluster browser"):
+    for text in ("Training", "Evaluation", "random init", "Embeddings", "Retrieval examples", "cluster browser",
+                 "Fine-tuning", "video-level top-1", "clip-level top-1"):
         assert text in dom, text
     assert dom.count("<img") >= 4
     shot = tmp_path / "report.png"

@@ -1,27 +1,28 @@
 """Cosine k-nearest-neighbour classification of embeddings (weighted vote, as in
-instance-discrimination papers: each neighbour votes exp(similarity / T))."""
+instance-discrimination papers: each neighbour votes exp(similarity / T)), in chunks
+(``neighbours.topk_cosine``) so the training memory can be memory-mapped and large."""
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+
+from pipeline.eval.neighbours import topk_cosine
 
 
-def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, k: int,
-                temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
-    """Predicted labels of ``test_x`` from its ``k`` most cosine-similar training rows."""
-    train_x = F.normalize(train_x.float(), dim=1)
-    test_x = F.normalize(test_x.float(), dim=1)
+def knn_predict(train_x, train_y, test_x, k: int, temperature: float = 0.07,
+                train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None) -> torch.Tensor:
+    """Predicted labels of ``test_x`` from its ``k`` most cosine-similar training rows;
+    a training row of the query's own group (its video) never votes."""
+    train_y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
     n_cls = int(train_y.max()) + 1
-    k = min(k, len(train_x))
-    preds = []
-    for i in range(0, len(test_x), chunk):
-        sim = test_x[i:i + chunk] @ train_x.T
-        top, idx = sim.topk(k, dim=1)
-        votes = torch.zeros(len(top), n_cls)
-        votes.scatter_add_(1, train_y[idx], (top / temperature).exp())
-        preds.append(votes.argmax(1))
-    return torch.cat(preds)
+    sims, idx = topk_cosine(test_x, train_x, k, test_groups, train_groups)
+    valid = idx >= 0
+    weight = torch.where(valid, (sims / temperature).exp(), torch.zeros(()))
+    votes = torch.zeros(len(idx), n_cls, dtype=weight.dtype)
+    votes.scatter_add_(1, train_y[idx.clamp(min=0)], weight)
+    return votes.argmax(1)
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int) -> float:
-    return float((knn_predict(train_x, train_y, test_x, k) == test_y).float().mean())
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int, train_groups=None, test_groups=None) -> float:
+    pred = knn_predict(train_x, train_y, test_x, k, train_groups=train_groups, test_groups=test_groups)
+    return float((pred == torch.as_tensor(np.asarray(test_y))).float().mean())

@@ -1,11 +1,18 @@
 """``python -m pipeline eval``: exported backbones on labelled shards, beside the same
 architectures at random initialisation.
 
-kNN (cosine, k = 1 and 20) and linear probes on backbone features, fitted on
-``train_shards`` and scored on ``test_shards``; audio<->video (and video->text)
-retrieval on the test set's projected embeddings; k-means clustering of the test
-features (K = number of classes); detection mAP@0.5 and SeLaVi clustering copied from
-their stages' results when given. Writes ``eval.json`` and ``embeddings.npz``.
+``protocol=default`` (the demo's): kNN (cosine, k = 1 and 20) and linear probes on
+backbone features, fitted on ``train_shards`` and scored on ``test_shards``; audio<->video
+(and video->text) retrieval on the test set's projected embeddings; k-means clustering
+of the test features (K = number of classes); detection mAP@0.5 and SeLaVi clustering
+copied from their stages' results when given. Writes ``eval.json``, ``embeddings.npz``
+(a fixed-size sample for the report) and ``retrieval_examples.json``. When the test
+shards are (partly) the training shards, every metric is in-sample and ``eval.json``
+says so; kNN never counts a query's own video as a neighbour.
+
+The papers' protocols (``linear``, ``retrieval``, ``esc50``, ``clustering``: see
+``pipeline.eval.protocols``) write ``PROTOCOL/<split>.json`` per split or fold and
+``PROTOCOL.json`` with all of them and their mean, beside ``eval.json``.
 """
 from __future__ import annotations
 
@@ -15,107 +22,148 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.cluster import KMeans
-from sklearn.preprocessing import normalize
 
-from pipeline.config import MISSING, save_config
+from pipeline.config import MISSING, ConfigError, save_config
 from pipeline.errors import InputError
-from pipeline.eval.clustering import clustering_metrics
+from pipeline.eval import protocols
+from pipeline.eval.clustering import clustering_metrics, kmeans_labels
+from pipeline.eval.feature_store import FeatureSet, video_runs
 from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
-from pipeline.eval.linear_probe import linear_probe_accuracy
+from pipeline.eval.labels import class_names
+from pipeline.eval.linear_probe import linear_probe
+from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
 from pipeline.io.atomic import save_npz, write_json
+from pipeline.loader.loader import expand_shards
+from pipeline.shard.keys import video_of
 
 log = logging.getLogger(__name__)
+PROTOCOLS = ("default", "linear", "retrieval", "esc50", "clustering")
+EMBEDDING_SAMPLE = 2000  # rows of embeddings.npz (the report's projection), stratified by label
 
 
 @dataclass
 class EvalConfig:
     export: str = field(default=MISSING, metadata={"help": "export folder (video/, audio/, text/)"})
-    train_shards: str = field(default=MISSING, metadata={"help": "labelled shards the kNN memory and probes are fitted on"})
-    test_shards: str = field(default=MISSING, metadata={"help": "labelled held-out shards scored"})
-    out: str = field(default=MISSING, metadata={"help": "folder for eval.json and embeddings.npz"})
+    out: str = field(default=MISSING, metadata={"help": "folder for eval.json (or PROTOCOL.json), features/, embeddings.npz"})
+    protocol: str = field(default="default", metadata={"help": "default (kNN, linear, A/V retrieval, k-means) | linear | retrieval | esc50 | clustering", "choices": list(PROTOCOLS)})
+    train_shards: str = field(default="", metadata={"help": "labelled shards the kNN memory and probes are fitted on"})
+    test_shards: str = field(default="", metadata={"help": "labelled held-out shards scored"})
+    splits: list[str] = field(default_factory=list, metadata={"help": "protocols: shard roots, one per split, each with train/ and test/ (UCF101/HMDB51 split=1..3)"})
+    folds: str = field(default="", metadata={"help": "protocol=esc50: the ESC-50 shard root with fold1/ .. fold5/"})
+    only: int = field(default=-1, metadata={"help": "protocols: score only this split or fold (0-based; one array task each); -1: all", "min": -1})
+    clips: int = field(default=10, metadata={"help": "protocols linear, retrieval, esc50: uniformly spaced clips averaged per sample", "min": 1})
     random_init: bool = field(default=True, metadata={"help": "also evaluate the same architectures at random init"})
     detect_eval: str = field(default="", metadata={"help": "detect_eval.json of the detection stage (adds map50)"})
     cluster_eval: str = field(default="", metadata={"help": "cluster_eval.json of the cluster stage (adds selavi_*)"})
     batch_size: int = field(default=32, metadata={"help": "clips per batch", "min": 1})
     workers: int = field(default=2, metadata={"help": "loader workers", "min": 0})
-    seed: int = field(default=0, metadata={"help": "seed of the random-init networks and k-means", "min": 0})
+    seed: int = field(default=0, metadata={"help": "seed of the random-init networks, probes and k-means", "min": 0})
 
 
-def _retrieval(test: dict) -> dict:
+def _retrieval(test: FeatureSet) -> dict:
     out: dict = {}
     if "audio_emb" in test:
-        out.update(retrieval_metrics(torch.as_tensor(test["audio_emb"]), torch.as_tensor(test["video_emb"]), "a2v"))
-        out.update(retrieval_metrics(torch.as_tensor(test["video_emb"]), torch.as_tensor(test["audio_emb"]), "v2a"))
+        out.update(retrieval_metrics(test["audio_emb"], test["video_emb"], "a2v"))
+        out.update(retrieval_metrics(test["video_emb"], test["audio_emb"], "v2a"))
     if "text_emb" in test:
-        out.update(retrieval_metrics(torch.as_tensor(test["video_emb"]), torch.as_tensor(test["text_emb"]), "v2t"))
+        out.update(retrieval_metrics(test["video_emb"], test["text_emb"], "v2t"))
     return out
 
 
-def _metrics(train: dict, test: dict, seed: int) -> dict:
-    ytr, yte = torch.as_tensor(train["label"]), torch.as_tensor(test["label"])
+def _metrics(train: FeatureSet, test: FeatureSet, seed: int) -> dict:
     out = _retrieval(test)
-    if (ytr < 0).any() or (yte < 0).any():
+    if (train.labels < 0).any() or (test.labels < 0).any():
         log.warning("eval: the shards have unlabelled clips; only retrieval is measured")
         out["note"] = "unlabelled corpus: kNN, linear probe and clustering need labels"
         return out
-    feats = {"video": "video_feat", "audio": "audio_feat"}
-    for name, key in feats.items():
+    gtr, gte = group_codes([video_of(k) for k in train.keys], [video_of(k) for k in test.keys])
+    for name in ("video", "audio"):
+        key = f"{name}_feat"
         if key not in test:
             continue
-        xtr, xte = torch.as_tensor(train[key]), torch.as_tensor(test[key])
         sfx = "" if name == "video" else f"_{name}"
-        out[f"knn_top1_k1{sfx}"] = knn_accuracy(xtr, ytr, xte, yte, k=1)
-        out[f"knn_top1_k20{sfx}"] = knn_accuracy(xtr, ytr, xte, yte, k=20)
-        out[f"linear_top1{sfx}"] = linear_probe_accuracy(train[key], train["label"], test[key], test["label"])
+        for k in (1, 20):
+            out[f"knn_top1_k{k}{sfx}"] = knn_accuracy(train[key], train.labels, test[key], test.labels, k, gtr, gte)
+        out[f"linear_top1{sfx}"] = linear_probe(train[key], train.labels, test[key], test.labels, gtr, seed=seed)["top1"]
     out["knn_top1"] = out["knn_top1_k20"]
-    if "audio_feat" in test:
-        both_tr = np.concatenate([normalize(train["video_feat"]), normalize(train["audio_feat"])], 1)
-        both_te = np.concatenate([normalize(test["video_feat"]), normalize(test["audio_feat"])], 1)
-        out["knn_top1_av"] = knn_accuracy(torch.as_tensor(both_tr), ytr, torch.as_tensor(both_te), yte, k=20)
-    k = len(np.unique(test["label"]))
-    x = normalize(test["video_feat"])
-    clusters = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-    out.update(clustering_metrics(test["label"], clusters))
+    if "av_feat" in test:
+        out["knn_top1_av"] = knn_accuracy(train["av_feat"], train.labels, test["av_feat"], test.labels, 20, gtr, gte)
+    clusters = kmeans_labels(test["video_feat"], len(np.unique(test.labels)), seed)
+    out.update(clustering_metrics(test.labels, clusters))
     return out
 
 
-def _examples(test: dict, n: int = 6) -> list[dict]:
+def _examples(test: FeatureSet, n: int = 6) -> list[dict]:
     """Audio->video retrieval examples: query key and the top-5 video keys."""
     if "audio_emb" not in test:
         return []
-    q, c = torch.as_tensor(test["audio_emb"]), torch.as_tensor(test["video_emb"])
-    sim = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(c, dim=1).T
-    ranks = gt_ranks(q, c)
-    rows = []
-    for i in np.linspace(0, len(q) - 1, min(n, len(q))).astype(int):
-        top = sim[i].topk(min(5, len(c))).indices.tolist()
-        rows.append({"query": str(test["key"][i]), "label": int(test["label"][i]), "rank": int(ranks[i]),
-                     "top": [{"key": str(test["key"][j]), "label": int(test["label"][j])} for j in top]})
-    return rows
+    rows = np.linspace(0, test.n - 1, min(n, test.n)).astype(int)
+    q = np.asarray(test["audio_emb"][rows])
+    _, top = topk_cosine(q, test["video_emb"], 5)
+    ranks = gt_ranks(test["audio_emb"], test["video_emb"])[rows]
+    return [{"query": str(test.keys[i]), "label": int(test.labels[i]), "rank": int(r),
+             "top": [{"key": str(test.keys[j]), "label": int(test.labels[j])} for j in t.tolist()]}
+            for i, r, t in zip(rows, ranks, top)]
 
 
-def run(cfg: EvalConfig) -> dict:
-    out, export = Path(cfg.out), Path(cfg.export)
-    if not (export / "video" / "config.json").exists():
-        raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "eval_config.yaml")
+def _embedding_sample(test: FeatureSet, n: int = EMBEDDING_SAMPLE) -> dict:
+    """At most ``n`` test rows, spread evenly within each class, for the report's plot."""
+    if test.n <= n:
+        rows = np.arange(test.n)
+    else:
+        classes = np.unique(test.labels)
+        per = max(1, n // len(classes))
+        rows = np.sort(np.concatenate([c[np.linspace(0, len(c) - 1, min(per, len(c))).astype(int)]
+                                       for c in (np.flatnonzero(test.labels == y) for y in classes)]))
+    out = {"key": test.keys[rows], "label": test.labels[rows], "sampled_from": np.asarray(test.n)}
+    out.update({name: np.asarray(col[rows]) for name, col in test.cols.items() if name.endswith("_emb")})
+    return out
+
+
+def labelled(shards: str) -> bool:
+    try:
+        return bool(class_names(shards))
+    except InputError:  # shards without an index.json: ids are taken as they are
+        return False
+
+
+def in_sample(train_shards: str, test_shards: str) -> bool:
+    """True when a test shard is also a training shard (no held-out split)."""
+    tr = {str(Path(p).resolve()) for p in expand_shards(train_shards)}
+    return any(str(Path(p).resolve()) in tr for p in expand_shards(test_shards))
+
+
+def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
+    if not (cfg.train_shards and cfg.test_shards):
+        raise ConfigError("eval: set train_shards and test_shards")
     result: dict = {}
     for tag, pretrained in [("trained", True), ("random_init", False)][: 2 if cfg.random_init else 1]:
-        train = extract(export, cfg.train_shards, pretrained, cfg.batch_size, cfg.workers, cfg.seed, f"{tag}/train")
-        test = extract(export, cfg.test_shards, pretrained, cfg.batch_size, cfg.workers, cfg.seed, f"{tag}/test")
+        feats = out / "features" / tag
+        kw = dict(pretrained=pretrained, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
+        train = extract(export, cfg.train_shards, feats / "train", desc=f"{tag}/train", **kw)
+        test = extract(export, cfg.test_shards, feats / "test", desc=f"{tag}/test", **kw)
+        canonical = class_names(cfg.train_shards) if labelled(cfg.train_shards) else []
+        if canonical:
+            test = protocols.in_classes(test, cfg.test_shards, canonical)
         metrics = _metrics(train, test, cfg.seed)
         if pretrained:
             result.update(metrics)
-            result["n_train"], result["n_test"] = len(train["key"]), len(test["key"])
-            save_npz(out / "embeddings.npz", test)
+            result["n_train"], result["n_test"] = train.n, test.n
+            result["n_test_videos"] = len(video_runs(test.keys)[0])
+            save_npz(out / "embeddings.npz", _embedding_sample(test))
             write_json(out / "retrieval_examples.json", _examples(test))
         else:
             result["random_init"] = metrics
+    if in_sample(cfg.train_shards, cfg.test_shards):
+        measured = [k for k in result if k not in ("n_train", "n_test", "n_test_videos", "random_init", "note")]
+        result.update(in_sample=True, in_sample_metrics=measured,
+                      in_sample_note="test shards are training shards: every metric here is in-sample, "
+                                     "not a result (kNN leaves each query's own video out)")
+        log.warning("eval: test_shards overlap train_shards: every metric is IN-SAMPLE")
+    else:
+        result["in_sample"] = False
     if cfg.detect_eval:
         det = json.loads(Path(cfg.detect_eval).read_text())
         if "map50" in det:  # absent when the evaluation shards have no boxes
@@ -130,3 +178,52 @@ def run(cfg: EvalConfig) -> dict:
              result.get("random_init", {}).get("knn_top1", float("nan")), result.get("r_at_1_a2v", float("nan")),
              out / "eval.json")
     return result
+
+
+def protocol_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
+    """Each split or fold scored on its own (``only`` picks one: an array task); the
+    summary with the mean is written once every part's JSON exists, by whichever run
+    completes the set."""
+    name = cfg.protocol
+    parts = protocols.parts(name, cfg.splits, cfg.folds, cfg.train_shards, cfg.test_shards)
+    if cfg.only >= len(parts):
+        raise ConfigError(f"only={cfg.only}: protocol {name} has {len(parts)} part(s)")
+    mods, multi, _ = protocols.needs(name)
+    clips = cfg.clips if multi else 1
+    for i, part in enumerate(parts):
+        if cfg.only >= 0 and i != cfg.only:
+            continue
+        row: dict = {"train": list(part.train), "test": part.test, "clips": clips}
+        if name != "clustering" and any(in_sample(t, part.test) for t in part.train):
+            row["in_sample"] = True
+        for tag, pretrained in [("trained", True), ("random_init", False)][: 2 if cfg.random_init else 1]:
+            cache = out / "features" / f"{tag}-clips{clips}"
+
+            def features(shards: str, tag=tag, pretrained=pretrained, cache=cache) -> FeatureSet:
+                return extract(export, shards, cache / protocols.folder_name(shards), pretrained, cfg.batch_size,
+                               cfg.workers, cfg.seed, clips, mods, desc=f"{tag}/{Path(shards).name}")
+            work = out / name / (part.name or "all") / tag
+            metrics = protocols.score(name, part, features, work, cfg.seed)
+            row.update(metrics) if pretrained else row.update(random_init=metrics)
+        write_json(out / name / f"{part.name or 'all'}.json", row, indent=2)
+        log.info("eval %s %s: %s", name, part.name, {k: v for k, v in row.items() if isinstance(v, float)})
+    done = {p.name or "all": out / name / f"{p.name or 'all'}.json" for p in parts}
+    if not all(p.exists() for p in done.values()):
+        return {"protocol": name, "complete": False}
+    results = {k: json.loads(p.read_text()) for k, p in done.items()}
+    summary = {"protocol": name, "definition": protocols.DEFINITIONS[name], "parts": results,
+               "mean": protocols.mean_over(results), "complete": True,
+               "in_sample": any(r.get("in_sample") for r in results.values())}
+    write_json(out / f"{name}.json", summary, indent=2)
+    return summary
+
+
+def run(cfg: EvalConfig) -> dict:
+    out, export = Path(cfg.out), Path(cfg.export)
+    if not (export / "video" / "config.json").exists():
+        raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / f"{cfg.protocol if cfg.protocol != 'default' else 'eval'}_config.yaml")
+    if cfg.protocol == "default":
+        return default_eval(cfg, out, export)
+    return protocol_eval(cfg, out, export)

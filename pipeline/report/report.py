@@ -15,6 +15,7 @@ from pipeline.config import MISSING
 from pipeline.io.atomic import write_text
 from pipeline.loader.lookup import read_samples
 from pipeline.report.cluster_browser import _thumb
+from pipeline.report.downstream import finetune_section, in_sample_banner, metric_name, protocols_section
 from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
 from pipeline.utils.metrics import read_jsonl
@@ -48,7 +49,7 @@ def _eval_table(ev: dict) -> str:
     rows = []
     for key, name in EVAL_ROWS:
         if key in ev:
-            rows.append({"metric": name, "trained": ev[key], "random init": rnd.get(key, "")})
+            rows.append({"metric": metric_name(key, name, ev), "trained": ev[key], "random init": rnd.get(key, "")})
     return table(rows, ["metric", "trained", "random init"])
 
 
@@ -86,13 +87,16 @@ def build_report(cfg: ReportConfig) -> Path:
             f"{esc(k)}: {esc(round(v, 1) if isinstance(v, float) else v)}" for k, v in s.items()) + "</p>")
     runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
             if (d / "metrics.jsonl").exists()}
+    runs.update({f"{p.parent.parent.name}/{p.parent.name}": read_jsonl(p)  # fine-tuning: a run per split
+                 for p in sorted(run.glob("*/split*/metrics.jsonl"))})
     if runs:
         body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
     ev_path = run / "eval" / "eval.json"
     if ev_path.exists():
         ev = json.loads(ev_path.read_text())
-        body.append(f"<h2>Evaluation</h2><p class='muted'>{esc(ev.get('n_train', '?'))} training and "
-                    f"{esc(ev.get('n_test', '?'))} held-out clips; the same architectures at random "
+        held = "test (in-sample)" if ev.get("in_sample") else "held-out"
+        body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
+                    f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
                     "initialisation beside the trained ones.</p>" + _eval_table(ev))
         emb = run / "eval" / "embeddings.npz"
         if emb.exists():
@@ -108,6 +112,7 @@ def build_report(cfg: ReportConfig) -> Path:
         ex = run / "eval" / "retrieval_examples.json"
         if ex.exists():
             body.append("<h2>Retrieval examples</h2>" + _retrieval(json.loads(ex.read_text()), shards, names))
+    body.append(finetune_section(run) + protocols_section(run / "eval"))
     links = []
     for sub in sorted(run.iterdir()):
         if (sub / "clusters.html").exists():

@@ -42,3 +42,9 @@ def sample_key(prefix: str, clip_index: int) -> str:
 def is_valid_key(key: str) -> bool:
     """What webdataset and USTAR tar names accept unchanged (member name < 100 chars)."""
     return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", key)) and len(key) < 90
+
+
+def video_of(key: str) -> str:
+    """The source video of a sample key (its prefix; every clip of one input shares it),
+    so clips can be grouped per video from a batch's ``key`` alone."""
+    return key.rsplit("_", 1)[0]

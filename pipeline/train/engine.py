@@ -25,7 +25,7 @@ from pipeline.train.distributed import any_rank, average_buffers, barrier, setup
 from pipeline.train.method import StepContext, final_weights
 from pipeline.train.methods import build_method
 from pipeline.train.metrics_log import MetricsLog, truncate_jsonl
-from pipeline.train.optim import build_optimizer, warmup_cosine
+from pipeline.train.optim import build_optimizer, build_scheduler
 from pipeline.train.warm_start import warm_start
 from pipeline.utils.metrics import JsonlWriter
 
@@ -77,7 +77,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # CPU BN stays local
     method.to(info.device)
     optimizer = build_optimizer(method, cfg.optim, info.world_size)
-    scheduler = warmup_cosine(optimizer, cfg.optim, cfg.steps)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.steps)
     engine, _, _, _ = deepspeed.initialize(model=method, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(cfg), dist_init_required=False)
     loader = ClipLoader(cfg.loader, info.rank, info.world_size)

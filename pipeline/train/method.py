@@ -50,6 +50,10 @@ class Method(torch.nn.Module):
     def on_step_start(self, ctx: StepContext) -> None:
         """Called before every micro-step on every rank; default: nothing."""
 
+    def lr_scale(self, name: str) -> float:
+        """Learning-rate factor of parameter ``name``; default: one lr for all."""
+        return 1.0
+
     def export_weights(self, path: Path) -> Path:
         """All tensors of the state dict (extra state such as labels is not a tensor and
         lives in checkpoints) as safetensors."""

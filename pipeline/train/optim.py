@@ -1,4 +1,7 @@
-"""Optimiser and learning-rate schedule: AdamW or SGD, linear warm-up then cosine."""
+"""Optimiser and learning-rate schedule: AdamW or SGD; linear warm-up, then cosine decay
+or step decay at milestones (the fine-tuning protocols' schedule). A method may give
+parts of itself their own learning rate (``Method.lr_scale``: fine-tuning trains a new
+head faster than the pretrained backbone)."""
 from __future__ import annotations
 
 import math
@@ -17,26 +20,53 @@ class OptimConfig:
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps", "min": 0})
     min_lr_ratio: float = field(default=0.01, metadata={"help": "final lr as a fraction of the peak (cosine)", "min": 0, "max": 1})
     scale_lr: bool = field(default=False, metadata={"help": "multiply lr by the world size (GDT's linear scaling)"})
+    schedule: str = field(default="cosine", metadata={"help": "after warm-up: cosine (to min_lr_ratio) | step (x gamma at each milestone)", "choices": ["cosine", "step"]})
+    milestones: list[int] = field(default_factory=list, metadata={"help": "step schedule: optimizer steps at which the lr is multiplied by gamma", "min": 0})
+    gamma: float = field(default=0.1, metadata={"help": "step schedule: lr factor at each milestone", "above": 0, "max": 1})
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """Groups by (decayed or not, lr): no decay on biases and norms; each parameter's lr
+    is ``lr`` times the model's ``lr_scale(name)`` when it has one."""
+    scale = getattr(model, "lr_scale", lambda name: 1.0)
+    groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        decay = not (p.ndim <= 1 or name.endswith(".bias"))
+        groups.setdefault((decay, float(scale(name))), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr": lr * s}
+            for (decay, s), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, world_size: int) -> torch.optim.Optimizer:
     lr = cfg.lr * (world_size if cfg.scale_lr else 1)
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, lr)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     raise ValueError(f"optim.name: unknown optimizer {cfg.name!r}; choose adamw or sgd")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    if cfg.schedule == "cosine":
+        return warmup_cosine(optimizer, cfg, total_steps)
+    if cfg.schedule == "step":
+        return warmup_step(optimizer, cfg)
+    raise ValueError(f"optim.schedule: unknown schedule {cfg.schedule!r}; choose cosine or step")
+
+
+def warmup_step(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
+    """Linear warm-up, then the lr times gamma^(milestones passed) (torch's MultiStepLR
+    after a warm-up, as one LambdaLR so a checkpoint holds a single schedule state)."""
+    milestones = sorted(cfg.milestones)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return cfg.gamma ** sum(step >= m for m in milestones)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):

@@ -31,6 +31,7 @@ METHODS: Registry[MethodSpec] = Registry("method", {
     "clip": MethodSpec("pipeline.train.methods.clip", section="nce"),
     "selavi": MethodSpec("pipeline.train.methods.selavi", section="selavi", uses=("gdt",)),
     "avloc": MethodSpec("pipeline.train.methods.avloc", section="avloc"),
+    "finetune": MethodSpec("pipeline.train.methods.finetune", section="finetune"),
 })
 
 

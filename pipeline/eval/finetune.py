@@ -1,0 +1,183 @@
+"""``python -m pipeline finetune RECIPE.yaml finetune.backbone=EXPORT finetune.splits=[ROOT, ...] out=DIR``:
+full fine-tuning of a pretrained video backbone on each split, then its test (GDT's
+protocol: ``pipeline/configs/finetune_ucf101.yaml``, ``finetune_hmdb51.yaml``).
+
+Per split (a shard root with ``train/`` and ``test/``): the epochs, warm-up and
+milestones of the recipe become optimizer steps for this world size (an epoch draws
+``clips_per_video`` random clips per training video), the ``finetune`` method trains on
+the DeepSpeed engine (multi-rank, checkpoints, exact resume: a requeued job re-plans
+the same steps and resumes), and the final weights are tested at video level (softmax
+over 10 clips x 3 crops) and clip level. ``DIR/split<k>/test.json`` per split,
+``DIR/finetune.json`` with every split and the mean once all exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from pipeline.config import ConfigError
+from pipeline.errors import InputError
+from pipeline.eval.labels import class_names, label_map
+from pipeline.eval.multiview import accuracies, gather, predict
+from pipeline.export.export import export_run
+from pipeline.export.load import read_spec
+from pipeline.io.atomic import write_json
+from pipeline.loader.loader import ClipLoader
+from pipeline.train.config import TrainConfig
+from pipeline.train.distributed import barrier, setup_distributed
+from pipeline.train.engine import train
+from pipeline.train.method import final_weights
+from pipeline.train.methods import build_method
+
+log = logging.getLogger(__name__)
+DEFINITION = ("video-level top-1: softmax averaged over {clips} uniformly spaced clips x {crops} spatial "
+              "crops of every test video (GDT's test); clip-level top-1: each clip's centre crop on its own")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    name: str
+    train: str
+    test: str
+
+
+def splits(cfg: TrainConfig) -> list[Split]:
+    roots = cfg.finetune.splits
+    if not roots:
+        raise ConfigError("finetune.splits: give the shard roots of the splits ([ROOT1, ROOT2, ...], "
+                          "each with train/ and test/)")
+    out = []
+    for i, root in enumerate(roots):
+        train, test = Path(root) / "train", Path(root) / "test"
+        for d in (train, test):
+            if not (d / "index.json").is_file():
+                raise InputError(f"finetune.splits[{i}]={root}: {d} is not a finished shard folder (no index.json)")
+        out.append(Split(f"split{i + 1}", str(train), str(test)))
+    return out
+
+
+def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
+    """An export folder as given, or a finished pretraining run exported into OUT/backbone."""
+    src = Path(cfg.finetune.backbone)
+    if (src / "video" / "config.json").is_file():
+        return str(src)
+    if (src / "config.yaml").is_file() and final_weights(src).is_file():
+        dest = Path(cfg.out) / "backbone"
+        if is_main and not (dest / "video" / "config.json").is_file():
+            export_run(src, dest)
+        barrier()
+        return str(dest)
+    raise InputError(f"finetune.backbone={src}: neither an export folder (video/config.json) nor a "
+                     "finished training run (config.yaml + final/method.safetensors)")
+
+
+def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig:
+    """The training run of one split: epochs -> steps for this world size, the loader on
+    the split's training shards with the export's input, classes from the shards."""
+    fc = cfg.finetune
+    index = json.loads((Path(split.train) / "index.json").read_text())
+    videos, classes = int(index["totals"]["videos"]), index.get("classes", [])
+    if not classes:
+        raise InputError(f"{split.train}: the training shards have no class labels")
+    if fc.classes and fc.classes < len(classes):
+        raise ConfigError(f"finetune.classes={fc.classes}: {split.train} has {len(classes)} classes")
+    spec = read_spec(Path(export) / "video")["input"]
+    lc = cfg.loader
+    clip = dataclasses.replace(lc.clip, positions=1, copies=1, reverse=False,
+                               **({"frames": spec["frames"], "stride": spec["stride"]} if fc.match_export else {}))
+    video = dataclasses.replace(lc.video, mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+                                **({"size": spec["size"]} if fc.match_export else {}))
+    per_step = lc.batch_size * world * cfg.ds.grad_accum
+    epoch = max(1, math.ceil(videos * fc.clips_per_video / per_step))  # optimizer steps per epoch
+    loader = dataclasses.replace(lc, shards=split.train, sources=[], resampled=True, train=True,
+                                 epoch_batches=epoch * cfg.ds.grad_accum, clip=clip, video=video)
+    optim = dataclasses.replace(cfg.optim, warmup_steps=round(fc.warmup_epochs * epoch),
+                                milestones=[round(m * epoch) for m in fc.milestones])
+    tuned = dataclasses.replace(fc, backbone=export, classes=fc.classes or len(classes))
+    return dataclasses.replace(cfg, out=str(Path(cfg.out) / split.name), steps=max(1, round(fc.epochs * epoch)),
+                               loader=loader, optim=optim, finetune=tuned)
+
+
+def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:
+    """Video- and clip-level accuracy of the run's final weights on the split's test shards."""
+    fc = run_cfg.finetune
+    method = build_method(run_cfg)
+    method.load_state_dict(load_file(final_weights(run_cfg.out)))
+    method.to(info.device)
+    size = run_cfg.loader.video.size
+    resize = fc.test_resize or round(size * 8 / 7)
+    lc = run_cfg.loader
+    test_cfg = dataclasses.replace(lc, shards=split.test, resampled=False, train=False, shuffle_shards=False,
+                                   batch_size=fc.test_batch_size, clip=dataclasses.replace(lc.clip, positions=fc.test_clips),
+                                   video=dataclasses.replace(lc.video, size=resize))
+    canonical = class_names(split.train)
+    ids = label_map(class_names(split.test), canonical)
+    if len(canonical) > fc.classes:
+        raise InputError(f"{split.test}: classes {canonical[fc.classes:]} never seen in {split.train}")
+    pred = gather(predict(method, ClipLoader(test_cfg, info.rank, info.world_size), info.device, size,
+                          fc.test_crops, ids))
+    if (pred["labels"] < 0).any():
+        raise InputError(f"{split.test}: test samples without a label")
+    return accuracies(pred)
+
+
+def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) -> dict:
+    """Train and test every split not done yet (``finetune.only``: just that one); the
+    engine's contract, so ``jobs`` can run it as a requeueable training task."""
+    if cfg.method != "finetune":
+        raise ConfigError(f"finetune: method must be finetune, got {cfg.method!r} "
+                          "(start from pipeline/configs/finetune_ucf101.yaml)")
+    fc = cfg.finetune
+    todo = splits(cfg)
+    if fc.only >= len(todo):
+        raise ConfigError(f"finetune.only={fc.only}: there are {len(todo)} split(s)")
+    info = setup_distributed()
+    export = resolve_backbone(cfg, info.is_main)
+    out = Path(cfg.out)
+    for i, split in enumerate(todo):
+        result_path = out / split.name / "test.json"
+        if (fc.only >= 0 and i != fc.only) or result_path.is_file():
+            continue
+        run_cfg = plan(cfg, split, export, info.world_size)
+        result = train(run_cfg, stop_requested)
+        if result["status"] != "done":
+            return result
+        metrics = test_split(run_cfg, split, info)
+        row = {**metrics, "pretrained": fc.pretrained, "backbone": export, "train": split.train,
+               "test": split.test, "steps": run_cfg.steps, "world_size": info.world_size,
+               "views": f"{fc.test_clips} clips x {fc.test_crops} crops"}
+        if info.is_main:
+            write_json(result_path, row, indent=2)
+        barrier()
+        log.info("finetune %s: video-level top-1 %.3f, clip-level %.3f", split.name,
+                 row["video_top1"], row["clip_top1"])
+    return {"status": "done", "out": str(out), **summarise(cfg, todo, info.is_main)}
+
+
+def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
+    paths = {s.name: Path(cfg.out) / s.name / "test.json" for s in todo}
+    if not all(p.is_file() for p in paths.values()):
+        return {"complete": False}
+    rows = {name: json.loads(p.read_text()) for name, p in paths.items()}
+    keys = ("video_top1", "clip_top1")
+    fc = cfg.finetune
+    summary = {"definition": DEFINITION.format(clips=fc.test_clips, crops=fc.test_crops),
+               "pretrained": fc.pretrained, "splits": rows,
+               "mean": {k: float(np.mean([r[k] for r in rows.values()])) for k in keys}, "complete": True}
+    if is_main:
+        write_json(Path(cfg.out) / "finetune.json", summary, indent=2)
+    return summary
+
+
+def run(cfg: TrainConfig) -> dict:
+    """The ``finetune`` stage: every split in turn, then the mean."""
+    torch.manual_seed(cfg.seed)
+    return run_parts(cfg)
