@@ -32,3 +32,17 @@ def synth_shards(synth_corpus, tmp_path_factory) -> Path:
     index = json.loads((out / "index.json").read_text())
     assert index["totals"]["clips"] == 24
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_sample(synth_shards) -> dict:
+    """The first sample (by key) of the first synthetic shard, as raw tar members."""
+    import tarfile
+    from pipeline.loader.loader import expand_shards
+    members: dict[str, dict] = {}
+    with tarfile.open(expand_shards(str(synth_shards))[0]) as tf:
+        for m in tf.getmembers():
+            key, ext = m.name.split(".", 1)
+            members.setdefault(key, {})[ext] = tf.extractfile(m).read()
+    key = sorted(members)[0]
+    return {"__key__": key, **members[key]}

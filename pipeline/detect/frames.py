@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.errors import InputError
 
@@ -55,13 +56,6 @@ def frame_loader_config(base: LoaderConfig, shards: str, positions: int, batch_s
     return cfg
 
 
-def to_uint8(video: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalised frames [..., 3, H, W] -> uint8 RGB."""
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return (video.float() * s + m).mul(255).round().clamp(0, 255).to(torch.uint8)
-
-
 @torch.no_grad()
 def collect_frames(cfg: LoaderConfig, models: dict | None = None, desc: str = "frames") -> FrameSet:
     """One pass over ``cfg.shards``; with ``models`` (name -> AVLocMethod) also their outputs."""
@@ -70,15 +64,17 @@ def collect_frames(cfg: LoaderConfig, models: dict | None = None, desc: str = "f
         m.eval()
     parts: dict[str, list] = {k: [] for k in ("images", "gt", "label", "key", "frame", "start")}
     av: dict[str, dict[str, list]] = {n: {"heat": [], "cluster": [], "scores": []} for n in models}
+    augment = DeviceAugment.from_loader(cfg)
     for batch in tqdm(ClipLoader(cfg), desc=desc, unit="batch"):
-        video = batch["video"]                               # [B, V, C, T, H, W]
-        b, v, t = video.shape[0], video.shape[1], video.shape[3]
-        parts["images"].append(to_uint8(video[:, :, :, t // 2].flatten(0, 1), cfg.video.mean, cfg.video.std))
+        frames = batch["video"]                              # uint8 [B, V, T, H, W, 3] from the workers
+        b, v, t = frames.shape[:3]
+        parts["images"].append(frames[:, :, t // 2].permute(0, 1, 4, 2, 3).flatten(0, 1))
+        batch = augment(batch)
         parts["gt"].append(batch["boxes"][:, :, t // 2].reshape(-1, 4))
         parts["label"].append(batch["label"].repeat_interleave(v))
         parts["key"].extend(k for k in batch["key"] for _ in range(v))
         parts["frame"].append(torch.arange(v).repeat(b))
-        parts["start"].append(torch.tensor(batch["start"], dtype=torch.float32).reshape(-1))
+        parts["start"].append(batch["start"].reshape(-1))
         for name, model in models.items():
             out = model.localise(batch)
             av[name]["heat"].append(out["heat"])

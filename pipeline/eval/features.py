@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import load_config
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader, LoaderConfig
 from pipeline.export.load import load_backbone, read_spec
 
@@ -37,7 +38,10 @@ def extract(export_dir: Path, shards: str, pretrained: bool = True, batch_size: 
     mods = [m for m in ("video", "audio", "text") if (export_dir / m).exists()]
     nets = {m: load_backbone(export_dir / m, with_head=True, pretrained=pretrained) for m in mods}
     cols: dict[str, list] = {"key": [], "label": []}
-    for batch in tqdm(loader_for(export_dir, shards, batch_size, workers), desc=desc, unit="batch"):
+    loader = loader_for(export_dir, shards, batch_size, workers)
+    augment = DeviceAugment.from_loader(loader.cfg)
+    for batch in tqdm(loader, desc=desc, unit="batch"):
+        batch = augment(batch)
         cols["key"].extend(batch["key"])
         cols["label"].append(batch["label"].numpy())
         for m, net in nets.items():
