@@ -44,7 +44,9 @@ def test_batch_contract_and_views(synth_shards, synth_corpus):
                 "clip.reverse=true", "clip.frames=6", "video.size=48", "audio.seconds=1.0")
     raw = next(iter(ld))
     tensors = {k for k, v in raw.items() if isinstance(v, torch.Tensor)}
-    assert tensors == {"video", "wave"}  # each tensor costs a shared-memory handshake
+    assert tensors == {"video", "wave"}
+    # one block of shared memory: the training process pays one handshake per batch
+    assert raw["video"].untyped_storage().data_ptr() == raw["wave"].untyped_storage().data_ptr()
     assert raw["video"].dtype == torch.uint8 and raw["video"].shape == (4, 2, 6, 48, 48, 3)
     assert raw["wave"].dtype == torch.int16 and raw["wave"].shape == (4, 2, 16000)
     small = sum(v.nbytes for k, v in raw.items() if isinstance(v, np.ndarray))

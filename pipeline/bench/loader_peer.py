@@ -20,6 +20,7 @@ import webdataset as wds
 from pipeline.io.wav import read_pcm_window
 from pipeline.loader.decode import get_decoder
 from pipeline.loader.sample import SampleDecoder, clip_starts
+from pipeline.loader.stream import batch_arrays
 from pipeline.loader.video_transforms import crop_clip
 
 
@@ -114,10 +115,8 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
     out = {k: round(1000 * v / clips, 3) for k, v in times.items()}
     out["rest_of_sample"] = round(out["whole_sample"] - out["decode"] - out["crop_resize_flip"] - out["wav_window"], 3)
     out["tar_read"] = round(samples.tar_ms, 3)
-    b = cfg.batch_size
     start = time.perf_counter()
     for _ in range(8):
-        for shape, dtype in dec.shapes.values():
-            torch.empty((b, *shape), dtype=dtype).share_memory_()
-    out["shared_buffers"] = round(1000 * (time.perf_counter() - start) / (8 * b), 3)
+        batch_arrays(dec.shapes, cfg.batch_size, shared=True)
+    out["shared_batch_memory"] = round(1000 * (time.perf_counter() - start) / (8 * cfg.batch_size), 3)
     return out
