@@ -31,7 +31,7 @@ from pipeline.loader.sample import SampleDecoder
 
 log = logging.getLogger(__name__)
 MAX_FAILED_FIRST = 1000  # bad data is skipped, but if the first 1000 reads all fail, the input or a setting is wrong
-LOGGED_ERRORS = 10       # per worker; the rest are counted (batch["skipped"]), not logged one by one
+LOGGED_ERRORS = 10       # per worker, then every 1000th; all are counted (batch["skipped"])
 
 
 @dataclass
@@ -95,8 +95,8 @@ class ClipStream(torch.utils.data.IterableDataset):
         that has never produced a clip after MAX_FAILED_FIRST failures never will."""
         self.errors += 1
         self.last_error = str(exn)
-        if self.errors <= LOGGED_ERRORS:
-            log.warning("skipping unreadable data: %s", exn)
+        if self.errors <= LOGGED_ERRORS or self.errors % 1000 == 0:
+            log.warning("skipping unreadable data (%d so far in this worker): %s", self.errors, exn)
         if not self.decoded and self.errors >= MAX_FAILED_FIRST:
             raise InputError(f"loader: the first {self.errors} reads all failed and no clip was "
                              f"made, e.g. {self.last_error}")
