@@ -95,11 +95,11 @@ class ClipStream(torch.utils.data.IterableDataset):
         that has never produced a clip after MAX_FAILED_FIRST failures never will."""
         self.errors += 1
         self.last_error = str(exn)
-        if self.errors <= LOGGED_ERRORS or self.errors % 1000 == 0:
-            log.warning("skipping unreadable data (%d so far in this worker): %s", self.errors, exn)
         if not self.decoded and self.errors >= MAX_FAILED_FIRST:
             raise InputError(f"loader: the first {self.errors} reads all failed and no clip was "
                              f"made, e.g. {self.last_error}")
+        if self.errors <= LOGGED_ERRORS or self.errors % 1000 == 0:
+            log.warning("skipping unreadable data (%d so far in this worker): %s", self.errors, exn)
         return True
 
     def _counted(self, samples: Iterator[dict]) -> Iterator[dict]:
