@@ -42,10 +42,10 @@ TINY_MODEL = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 
 def shard_manifest(rows: list[str], folder: Path, name: str, out: Path, clip_seconds: float = 3) -> Path:
     """Shard some rows of a synthetic manifest (paths relative to ``folder``) into ``out``."""
     from pipeline.cli import build_config
-    from pipeline.stages import STAGES, find
+    from pipeline.stages import STAGES
     manifest = folder / f"{name}.jsonl"
     manifest.write_text("\n".join(rows) + "\n")
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     stage.load_target()(build_config(stage, [], [f"input={manifest}", f"output={out}", "videos_per_shard=4",
                                                  f"clip_seconds={clip_seconds}", "short_side=64", "workers=2"]))
     return out
@@ -77,3 +77,17 @@ def tiny_export(synth_shards, tmp_path_factory) -> Path:
     assert train(cfg)["status"] == "done"
     export_run(run, run / "export")
     return run / "export"
+
+
+@pytest.fixture(scope="session")
+def synth_sample(synth_shards) -> dict:
+    """The first sample (by key) of the first synthetic shard, as raw tar members."""
+    import tarfile
+    from pipeline.loader.loader import expand_shards
+    members: dict[str, dict] = {}
+    with tarfile.open(expand_shards(str(synth_shards))[0]) as tf:
+        for m in tf.getmembers():
+            key, ext = m.name.split(".", 1)
+            members.setdefault(key, {})[ext] = tf.extractfile(m).read()
+    key = sorted(members)[0]
+    return {"__key__": key, **members[key]}

@@ -14,14 +14,14 @@ from pipeline.cli import build_config
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.wav import pcm_wav
 from pipeline.shard.stage import incomplete_slices
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 
 DATA = Path(__file__).parent / "data"
 SMALL = ["clip_seconds=1.5", "short_side=64", "videos_per_shard=4", "workers=2"]
 
 
 def shard(*overrides: str) -> dict:
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     return stage.load_target()(build_config(stage, [], list(overrides)))
 
 
@@ -96,7 +96,7 @@ def test_ucf101_slices_write_the_same_shard_sets(ucf, tmp_path):
     out = tmp_path / "sliced"
     common = [f"input={fake.root}", f"output={out}", "dataset=ucf101", "split=2", *SMALL]
     first = shard(*common, "slice=0/2")
-    stage = find("shard", STAGES)
+    stage = STAGES["shard"]
     assert incomplete_slices(build_config(stage, [], common), 2) == [1]
     assert not first["complete"] and not (out / "train" / "index.json").exists()
     assert shard(*common, "slice=1/2")["complete"]

@@ -1,34 +1,34 @@
-"""``python -m pipeline bench loader``: clips/s of the full loader against raw decord decode.
+"""``python -m pipeline bench loader``: clips/s of the loader's worker side (and with
+``DeviceAugment`` on the CPU) against the fastest raw decoder, per worker count.
 
-The peer, measured in the same run on the same shards right before and after each loader
-run, is decord decoding the same number of frames per clip from in-memory mp4 bytes with
-nothing else. For w workers the limit is that peer running in w processes at once: cores
-of a machine share caches and memory bandwidth (here two raw decoders together reach
-~1.5x one, not 2x), so one core's rate times w is not what w cores can do. ``ratio`` per
-worker count = loader clips/s / that limit (one process for 0 or 1 workers);
-``ratio_to_one_core`` divides by one core's rate x w instead. ``raw_decode_clips_per_s``
-is the median of the single-process peer runs.
+The peer is measured in the same run on the same shards: each of the three backends
+(torchcodec, decord, PyAV) decoding the same number of frames per clip from in-memory
+mp4 bytes with nothing else; the fastest is the peer, measured again right before and
+after each loader run (this machine's speed drifts between minutes). For w workers the
+peer runs in w processes at once: cores share caches and memory bandwidth, so one
+core's rate times w is not what w cores can do. Also reported: the bytes per clip that
+cross from the workers to the training process, the training process's CPU time per
+batch (DeviceAugment excluded), the machine's load average next to every number, a
+per-clip profile of the worker side, and GDT's paper setting (30 frames at 112 px).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
-import multiprocessing as mp
+import os
+import pickle
+import resource
 import time
-from itertools import islice, zip_longest
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
-import webdataset as wds
 
+from pipeline.bench.loader_peer import PeerSamples, parallel_rate, profile_clip, raw_rate
 from pipeline.config import MISSING, load_config
 from pipeline.io.atomic import write_json
-from pipeline.loader.sample import clip_starts
+from pipeline.loader.decode import BACKENDS
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
-from pipeline.loader.decode import get_decoder
 
 log = logging.getLogger(__name__)
 
@@ -42,118 +42,102 @@ class Config:
     frames: int = field(default=8, metadata={"help": "frames per clip", "min": 1})
     stride: int = field(default=1, metadata={"help": "frame stride", "min": 1})
     size: int = field(default=112, metadata={"help": "crop size", "min": 1})
-    backend: str = field(default="decord", metadata={"help": "decoder: decord | pyav"})
-    raw_clips: int = field(default=200, metadata={"help": "clips decoded per raw decord measurement", "min": 1})
-    raw_samples: int = field(default=256, metadata={"help": "shard samples the raw decord peer draws clips from", "min": 1})
-    raw_seconds: float = field(default=2.0, metadata={"help": "seconds each process of the parallel raw decord peer decodes", "above": 0})
+    backend: str = field(default="torchcodec", metadata={"help": f"the loader's decoder: {' | '.join(BACKENDS)}", "choices": list(BACKENDS)})
+    raw_clips: int = field(default=200, metadata={"help": "clips decoded per single-process raw measurement", "min": 1})
+    raw_samples: int = field(default=256, metadata={"help": "shard samples the raw peers draw clips from", "min": 1})
+    raw_seconds: float = field(default=2.0, metadata={"help": "seconds each process of a parallel raw peer decodes", "above": 0})
+    paper_batches: int = field(default=8, metadata={"help": "batches timed at GDT's paper setting (30 frames, 112 px, 2 workers); 0 = skip", "min": 0})
     json: str = field(default="", metadata={"help": "write the results here as JSON"})
 
 
-def _raw_samples(paths: list[str], limit: int) -> list[tuple[bytes, int]]:
-    """(mp4 bytes, frame count) of up to ``limit`` samples taken from the shards in turn,
-    so the peer decodes the same mix of videos the loader draws from. The shards are
-    streamed (webdataset, as the loader reads them) only as far as those samples; with
-    more shards than ``limit``, an evenly spread subset of them."""
-    if len(paths) > limit:
-        paths = paths[::math.ceil(len(paths) / limit)]
-    streams = [(s for s in wds.tarfile_to_samples()([{"url": p}]) if "mp4" in s) for p in paths]
-    in_turn = (s for group in zip_longest(*streams) for s in group if s is not None)
-    return [(s["mp4"], int(json.loads(s["json"])["n_frames"])) for s in islice(in_turn, limit)]
+def load() -> float:
+    """The machine's 1-minute load average, recorded next to each number."""
+    return round(os.getloadavg()[0], 2)
 
 
-def _raw_rate(cfg: Config, samples: list[tuple[bytes, int]], seed: int, backend: str = "decord",
-              barrier=None, seconds: float | None = None) -> float:
-    """Single-process decode rate for random clips of the same length, no augmentation:
-    ``cfg.raw_clips`` clips, or as many as fit in ``seconds`` after ``barrier``."""
-    decode = get_decoder(backend)
-    rng = np.random.default_rng(seed)
-    span = (cfg.frames - 1) * cfg.stride + 1
-    for data, n in samples[:4]:  # warm-up, as the loader gets its first batch untimed
-        decode(data, [k * cfg.stride for k in range(cfg.frames)])
-    if barrier is not None:
-        barrier.wait()
-    start, done = time.perf_counter(), 0
-    while done < cfg.raw_clips if seconds is None else time.perf_counter() - start < seconds:
-        data, n = samples[int(rng.integers(len(samples)))]
-        s = clip_starts(n, span, 1, 0, rng)[0]
-        decode(data, [s + k * cfg.stride for k in range(cfg.frames)])
-        done += 1
-    return done / (time.perf_counter() - start)
-
-
-def _raw_child(cfg: Config, samples: list[tuple[bytes, int]], seed: int, barrier, queue) -> None:
-    torch.set_num_threads(1)
-    queue.put(_raw_rate(cfg, samples, seed, barrier=barrier, seconds=cfg.raw_seconds))
-
-
-def _raw_parallel_rate(cfg: Config, samples: list[tuple[bytes, int]], procs: int, seed: int) -> float:
-    """Summed rate of ``procs`` raw decoders running at the same time (spawned processes,
-    released together, timed over the same seconds)."""
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(procs), ctx.Queue()
-    children = [ctx.Process(target=_raw_child, args=(cfg, samples, seed * 100 + i, barrier, queue),
-                            daemon=True) for i in range(procs)]
-    for c in children:
-        c.start()
-    rates = [queue.get(timeout=300) for _ in children]
-    for c in children:
-        c.join()
-    return sum(rates)
-
-
-def _loader_rate(cfg: Config, workers: int) -> float:
-    lcfg = load_config(LoaderConfig, [], [
+def _loader_cfg(cfg: Config, workers: int, frames: int) -> LoaderConfig:
+    return load_config(LoaderConfig, [], [
         f"shards={cfg.shards}", f"workers={workers}", f"batch_size={cfg.batch_size}",
-        f"epoch_batches={(cfg.batches + 1) * max(workers, 1)}", f"clip.frames={cfg.frames}",
+        f"epoch_batches={(cfg.batches + 1) * max(workers, 1)}", f"clip.frames={frames}",
         f"clip.stride={cfg.stride}", f"video.size={cfg.size}", f"clip.backend={cfg.backend}"])
+
+
+def crossing_bytes(batch: dict) -> int:
+    """Bytes of a batch that cross from a worker: its tensors' memory and the pickle of
+    everything else (the numpy fields travel inside it)."""
+    rest = {k: v for k, v in batch.items() if not isinstance(v, torch.Tensor)}
+    return sum(v.nbytes for v in batch.values() if isinstance(v, torch.Tensor)) + len(pickle.dumps(rest))
+
+
+def loader_rate(cfg: Config, workers: int, frames: int, batches: int, augment: bool) -> dict:
+    """clips/s over ``batches`` batches after a warm-up one; the training process's CPU
+    time per batch (all its threads, not the workers) and the bytes per clip."""
+    lcfg = _loader_cfg(cfg, workers, frames)
+    aug = DeviceAugment.from_loader(lcfg) if augment else None
     it = iter(ClipLoader(lcfg))
-    next(it)  # warm-up: worker start, first shard open
-    start = time.perf_counter()
-    for _ in range(cfg.batches):
-        next(it)
-    rate = cfg.batches * cfg.batch_size / (time.perf_counter() - start)
+    first = next(it)  # warm-up: worker start, first shard open
+    per_clip = crossing_bytes(first) / len(first["key"])
+    cpu0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(batches):
+        batch = next(it)
+        if aug is not None:
+            aug(batch)
+    wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     del it
-    return rate
+    cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / batches
+    return {"clips_per_s": batches * cfg.batch_size / wall, "cpu_ms": 1000 * cpu, "bytes_per_clip": per_clip}
+
+
+def _peer(cfg: Config, samples: PeerSamples, backend: str, frames: int, workers: int, seed: int) -> float:
+    if workers > 1:
+        return parallel_rate(samples, backend, frames, cfg.stride, workers, cfg.raw_seconds, seed)
+    return raw_rate(samples, backend, frames, cfg.stride, seed, clips=cfg.raw_clips)
 
 
 def run(cfg: Config) -> dict:
     torch.set_num_threads(1)
-    paths = expand_shards(cfg.shards)
-    samples = _raw_samples(paths, cfg.raw_samples)
-    per, raws = {}, []
+    samples = PeerSamples.from_shards(expand_shards(cfg.shards), cfg.raw_samples)
+    raw = {b: round(raw_rate(samples, b, cfg.frames, cfg.stride, 0, clips=cfg.raw_clips), 2) for b in BACKENDS}
+    peer_backend = max(raw, key=raw.get)
+    per: dict[str, dict] = {}
     for i, w in enumerate(int(x) for x in str(cfg.workers).split(",")):
-        # the peer is measured right before and after each loader run: this machine's
-        # speed drifts by 10-20 % between minutes, a single early peer figure would not
-        before = _raw_rate(cfg, samples, 2 * i)
-        par_before = _raw_parallel_rate(cfg, samples, w, 2 * i) if w > 1 else 0.0
-        rate = _loader_rate(cfg, w)
-        after = _raw_rate(cfg, samples, 2 * i + 1)
-        raw = (before + after) / 2
-        # for 0 or 1 workers the limit is the single-process peer itself
-        limit = (par_before + _raw_parallel_rate(cfg, samples, w, 2 * i + 1)) / 2 if w > 1 else raw
-        raws += [before, after]
-        row = {"clips_per_s": round(rate, 2), "raw_clips_per_s": round(raw, 2),
-               "raw_limit_clips_per_s": round(limit, 2), "ratio": round(rate / limit, 3),
-               "ratio_to_one_core": round(rate / (raw * max(w, 1)), 3)}
-        if cfg.backend != "decord":  # also against the loader's own decoder alone
-            own = (_raw_rate(cfg, samples, 2 * i, cfg.backend) + _raw_rate(cfg, samples, 2 * i + 1, cfg.backend)) / 2
-            row.update(raw_backend_clips_per_s=round(own, 2), ratio_to_backend=round(rate / (own * max(w, 1)), 3))
-        per[str(w)] = row
-        log.info("workers=%d: %.1f clips/s, raw decord %.1f-%.1f per process, %.1f in %d (ratio %.2f)",
-                 w, rate, before, after, limit, max(w, 1), row["ratio"])
-    raw = float(np.median(raws))
-    best = max(per, key=lambda k: per[k]["clips_per_s"])
-    result = {"clips_per_s": per[best]["clips_per_s"], "best_workers": int(best),
-              "raw_decode_clips_per_s": round(raw, 2), "ratio": per[best]["ratio"],
-              "best_ratio": max(v["ratio"] for v in per.values()),
-              "per_workers": per, "batch_size": cfg.batch_size, "frames": cfg.frames,
-              "size": cfg.size, "backend": cfg.backend}
+        before = _peer(cfg, samples, peer_backend, cfg.frames, w, 2 * i + 1)
+        load_before = load()
+        side = loader_rate(cfg, w, cfg.frames, cfg.batches, augment=False)
+        with_aug = loader_rate(cfg, w, cfg.frames, cfg.batches, augment=True)
+        load_after = load()
+        after = _peer(cfg, samples, peer_backend, cfg.frames, w, 2 * i + 2)
+        peer = (before + after) / 2
+        per[str(w)] = {"clips_per_s": round(side["clips_per_s"], 2),
+                       "with_device_augment_clips_per_s": round(with_aug["clips_per_s"], 2),
+                       "peer_clips_per_s": round(peer, 2), "peer_before_after": [round(before, 2), round(after, 2)],
+                       "ratio": round(side["clips_per_s"] / peer, 3),
+                       "main_process_cpu_per_batch_ms": round(side["cpu_ms"], 3),
+                       "load": [load_before, load_after]}
+        log.info("workers=%d: %.1f clips/s (%.1f with DeviceAugment), peer %s %.1f, ratio %.2f, main %.2f ms/batch",
+                 w, side["clips_per_s"], with_aug["clips_per_s"], peer_backend, peer, per[str(w)]["ratio"],
+                 side["cpu_ms"])
+    clip_bytes = cfg.frames * cfg.size * cfg.size * 3
+    wave_bytes = 2 * _loader_cfg(cfg, 0, cfg.frames).audio.rate  # 1 s of int16 by default
+    result = {"shards": cfg.shards, "batch_size": cfg.batch_size, "frames": cfg.frames, "size": cfg.size,
+              "backend": cfg.backend, "raw_clips_per_s": raw, "peer_backend": peer_backend,
+              "per_workers": per, "bytes_per_clip": round(side["bytes_per_clip"], 1),
+              "bytes_per_clip_beyond_clip_and_wave": round(side["bytes_per_clip"] - clip_bytes - wave_bytes, 1),
+              "profile_ms_per_clip": profile_clip(samples, _loader_cfg(cfg, 0, cfg.frames)),
+              "load_at_end": load()}
     if "1" in per and "2" in per:
         result["scaling_1_to_2"] = round(per["2"]["clips_per_s"] / per["1"]["clips_per_s"], 3)
         # what the machine itself gives: two raw decoders together against one
-        result["raw_scaling_1_to_2"] = round(per["2"]["raw_limit_clips_per_s"] / per["1"]["raw_clips_per_s"], 3)
+        result["raw_scaling_1_to_2"] = round(per["2"]["peer_clips_per_s"] / per["1"]["peer_clips_per_s"], 3)
+    if cfg.paper_batches:
+        paper = loader_rate(cfg, 2, 30, cfg.paper_batches, augment=False)
+        peer = parallel_rate(samples, peer_backend, 30, cfg.stride, 2, cfg.raw_seconds, 99)
+        result["paper_setting"] = {"frames": 30, "size": cfg.size, "workers": 2,
+                                   "clips_per_s": round(paper["clips_per_s"], 2), "peer_clips_per_s": round(peer, 2),
+                                   "ratio": round(paper["clips_per_s"] / peer, 3),
+                                   "main_process_cpu_per_batch_ms": round(paper["cpu_ms"], 3), "load": load()}
     if cfg.json:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(cfg.json, result, indent=2)
     print(json.dumps(result, indent=2))
     return result

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.errors import InputError
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 
 
@@ -58,33 +59,24 @@ def frame_loader_config(base: LoaderConfig, shards: str, positions: int, batch_s
     return cfg
 
 
-def to_uint8(video: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalised frames [..., 3, H, W] -> uint8 RGB."""
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return (video.float() * s + m).mul(255).round().clamp(0, 255).to(torch.uint8)
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def frame_batches(loader: ClipLoader, device: torch.device | str = "cpu",
                   desc: str = "frames") -> Iterator[FrameBatch]:
     """One pass of ``loader`` as frame batches: the one place in detection that takes
-    loader batches (get batch -> move to device -> use)."""
-    cfg = loader.cfg
+    loader batches (get batch -> ``DeviceAugment`` on the device -> use)."""
+    augment = DeviceAugment.from_loader(loader.cfg).to(torch.device(device))
     for raw in tqdm(loader, desc=desc, unit="batch"):
-        batch = _to_device(raw, torch.device(device))
-        video = batch["video"]                               # [B, V, C, T, H, W]
-        b, v, t = video.shape[0], video.shape[1], video.shape[3]
+        frames = torch.as_tensor(raw["video"])               # uint8 [B, V, T, H, W, 3] from the workers
+        b, v, t = frames.shape[:3]
+        batch = augment(raw)                                 # the AV model's input, on the device
         yield FrameBatch(
-            images=to_uint8(video[:, :, :, t // 2].flatten(0, 1).cpu(), cfg.video.mean, cfg.video.std),
-            gt=raw["boxes"][:, :, t // 2].reshape(-1, 4).float(),
-            label=raw["label"].repeat_interleave(v),
+            images=frames[:, :, t // 2].permute(0, 1, 4, 2, 3).flatten(0, 1).contiguous(),
+            gt=batch["boxes"][:, :, t // 2].reshape(-1, 4).float().cpu(),
+            label=batch["label"].cpu().repeat_interleave(v),
             key=[k for k in raw["key"] for _ in range(v)],
             frame=torch.arange(v).repeat(b),
-            start=torch.tensor(raw["start"], dtype=torch.float32).reshape(-1),
+            start=batch["start"].reshape(-1).float().cpu(),
             batch=batch)
 
 

@@ -3,17 +3,20 @@
 of the batch contract is made once."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import torch
+
+from pipeline.loader.device_augment import DeviceAugment
+from pipeline.loader.loader import ClipLoader
 
 
 def eval_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def device_batches(loader: Iterable[dict], device: torch.device) -> Iterator[dict]:
-    """The loader's batches with their tensors on ``device``."""
+def device_batches(loader: ClipLoader, device: torch.device) -> Iterator[dict]:
+    """The loader's batches as the models take them, on ``device`` (``DeviceAugment``)."""
+    augment = DeviceAugment.from_loader(loader.cfg).to(device)
     for batch in loader:
-        yield {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-               for k, v in batch.items()}
+        yield augment(batch)

@@ -33,12 +33,10 @@ def wav_layout(data: bytes) -> tuple[int, int, int, int, int]:
     raise ValueError("WAV without a data chunk")
 
 
-def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = None) -> np.ndarray:
-    """Mono float32 samples of [start_s, start_s + seconds), zero-padded outside the track.
-
-    Only the requested frames are read (a view of the bytes at their offset), so the cost
-    does not grow with the length of the track.
-    """
+def _window(data: bytes, start_s: float, seconds: float, rate: int | None) -> tuple[np.ndarray, int, int]:
+    """(int16 samples [k, channels] of the window that lie inside the track, where they
+    start in the window, window length): only those frames are read, as a view of the
+    bytes at their offset, so the cost does not grow with the length of the track."""
     sr, ch, width, offset, n = wav_layout(data)
     if width != 2:
         raise ValueError(f"expected 16-bit PCM, got {8 * width}-bit")
@@ -47,13 +45,34 @@ def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = 
     want = int(round(seconds * sr))
     first = int(round(start_s * sr))
     lo, hi = max(first, 0), min(first + want, n)
+    pcm = np.frombuffer(data, "<i2", count=max(hi - lo, 0) * ch, offset=offset + lo * ch * 2)
+    return pcm.reshape(-1, ch), lo - first, want
+
+
+def read_window(data: bytes, start_s: float, seconds: float, rate: int | None = None) -> np.ndarray:
+    """Mono float32 samples of [start_s, start_s + seconds), zero-padded outside the track."""
+    pcm, at, want = _window(data, start_s, seconds, rate)
     out = np.zeros(want, np.float32)
-    if hi > lo:
-        pcm = np.frombuffer(data, "<i2", count=(hi - lo) * ch, offset=offset + lo * ch * 2)
-        pcm = pcm.astype(np.float32) / 32768.0
-        if ch > 1:
-            pcm = pcm.reshape(-1, ch).mean(axis=1)
-        out[lo - first: lo - first + len(pcm)] = pcm
+    if len(pcm):
+        out[at:at + len(pcm)] = pcm.astype(np.float32).mean(axis=1) / 32768.0
+    return out
+
+
+def read_pcm_window(data: bytes, start_s: float, seconds: float, rate: int | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """The same window as 16-bit integers (channels averaged, rounded): what the loader's
+    workers ship, half the bytes of float32 and exactly the stored samples of mono WAVs.
+    Written into ``out`` (int16 [n]) when given."""
+    pcm, at, want = _window(data, start_s, seconds, rate)
+    if out is None:
+        out = np.zeros(want, np.int16)
+    elif out.shape != (want,):
+        raise ValueError(f"window of {want} samples does not fit {tuple(out.shape)}")
+    else:
+        out.fill(0)
+    if len(pcm):
+        mono = pcm[:, 0] if pcm.shape[1] == 1 else np.rint(pcm.mean(axis=1)).astype(np.int16)
+        out[at:at + len(mono)] = mono
     return out
 
 

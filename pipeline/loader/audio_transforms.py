@@ -1,5 +1,9 @@
 """Log-mel spectrograms (torchaudio) and the audio augmentations of the methods:
-volume jitter, random gain and SpecAugment-style time and frequency masks."""
+volume jitter, random gain and SpecAugment-style time and frequency masks.
+
+The random draws (``draw_gain``, ``draw_spec_masks``) happen per sample in the loader's
+workers, from the sample's seeded Generator; applying them (``LogMel``,
+``apply_spec_masks``) is batched work for ``DeviceAugment`` on the training device."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,9 +54,10 @@ class LogMel(torch.nn.Module):
         return ((spec - mu) / (sd + 1e-5)).reshape(*lead, *spec.shape[1:])
 
 
-def jitter_wave(wave: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
-    gain = rng.uniform(*cfg.volume) * 10 ** (rng.uniform(*cfg.gain_db) / 20)
-    return np.clip(wave * gain, -1.0, 1.0)
+def draw_gain(cfg: AudioConfig, rng: np.random.Generator) -> float:
+    """Volume jitter times a random gain (dB), as one factor; the waveform is clipped to
+    [-1, 1] after it is applied."""
+    return float(rng.uniform(*cfg.volume) * 10 ** (rng.uniform(*cfg.gain_db) / 20))
 
 
 def draw_spec_masks(cfg: AudioConfig, n_mels: int, frames: int,
@@ -60,7 +65,7 @@ def draw_spec_masks(cfg: AudioConfig, n_mels: int, frames: int,
     """SpecAugment bands as (start, width) rows: ``cfg.freq_masks`` frequency bands, then
     ``cfg.time_masks`` time bands; all of width 0 when ``rng`` is None (evaluation).
     Drawn with the sample, applied to the batch by ``apply_spec_masks``."""
-    out = np.zeros((cfg.freq_masks + cfg.time_masks, 2), np.int64)
+    out = np.zeros((cfg.freq_masks + cfg.time_masks, 2), np.int16)
     if rng is None:
         return out
     for i in range(len(out)):
@@ -76,7 +81,7 @@ def apply_spec_masks(spec: torch.Tensor, masks: torch.Tensor, freq_masks: int) -
     n_mels, frames = spec.shape[-2:]
 
     def band(rows: torch.Tensor, size: int) -> torch.Tensor:  # [N, size]: inside any band
-        at = torch.arange(size)[None, None, :]
+        at = torch.arange(size, device=spec.device)[None, None, :]
         start, width = rows[..., 0:1], rows[..., 1:2]
         return ((at >= start) & (at < start + width)).any(dim=1)
 

@@ -1,8 +1,16 @@
 """Training/evaluation loader over shards: split across nodes and workers, exactly resumable.
 
-The loader's position (epoch, batches seen, samples each worker emitted) is part of a
-training checkpoint; restored in a new process, the next batches are exactly those an
-uninterrupted run would have seen.
+Batches leave the workers as uint8 video and int16 waveforms plus per-sample
+augmentation parameters (``sample.py``); ``DeviceAugment`` turns them into the models'
+float input on the training device. The loader's position (epoch, samples and batches
+each worker emitted, the worker due next) is part of a training checkpoint; restored in
+a new process, the next batches are exactly those an uninterrupted run would have seen.
+
+Training loaders have a fixed epoch length on every rank (``epoch_batches``), resampled
+or not: ranks that run collectives each step must all get the same number of batches
+(open_clip's ``with_epoch``). Without resampling each (rank, worker) cycles through its
+own share of the shards, so every one of them needs a shard. Evaluation loaders
+(``train=false, resampled=false``) read every sample once.
 """
 from __future__ import annotations
 
@@ -14,12 +22,11 @@ from typing import Iterator
 import braceexpand
 import torch
 
-from pipeline.loader.audio_transforms import AudioConfig
-from pipeline.loader.batch_pool import SharedBatchPool
-from pipeline.loader.sample import ClipConfig, SampleDecoder
-from pipeline.loader.stream import ClipStream, StreamPlan, from_transfer
-from pipeline.loader.video_transforms import VideoAugConfig
 from pipeline.errors import InputError
+from pipeline.loader.audio_transforms import AudioConfig
+from pipeline.loader.sample import MODALITIES, ClipConfig, SampleDecoder
+from pipeline.loader.stream import ClipStream, StreamPlan, keep_as_is
+from pipeline.loader.video_transforms import VideoAugConfig
 
 
 @dataclass
@@ -32,14 +39,16 @@ class SourceConfig:
 class LoaderConfig:
     shards: str = field(default="", metadata={"help": "shards of a single source (folder, glob or brace pattern); or use sources"})
     sources: list[SourceConfig] = field(default_factory=list, metadata={"help": "several weighted sources"})
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES), metadata={
+        "help": "what to decode: [video, audio] | [audio] (audio-only corpora, no video decode) | [video] (no audio work); text always"})
     batch_size: int = field(default=8, metadata={"help": "clips per batch per rank", "min": 1})
     workers: int = field(default=2, metadata={"help": "DataLoader worker processes", "min": 0})
-    resampled: bool = field(default=True, metadata={"help": "draw shards with replacement; every rank and worker yields epoch_batches"})
-    epoch_batches: int = field(default=100, metadata={"help": "batches per epoch per rank (resampled mode)", "min": 1})
+    resampled: bool = field(default=True, metadata={"help": "draw shards with replacement (false: each rank and worker reads its own shards)"})
+    epoch_batches: int = field(default=100, metadata={"help": "batches per epoch per rank when training (resampled or not)", "min": 1})
     shuffle_shards: bool = field(default=True, metadata={"help": "shuffle the shard order each epoch (non-resampled mode)"})
     shuffle_buffer: int = field(default=64, metadata={"help": "sample shuffle buffer per worker (1 = off)", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of every random choice of the loader", "min": 0})
-    train: bool = field(default=True, metadata={"help": "random clip positions and augmentations (false: centred, none)"})
+    train: bool = field(default=True, metadata={"help": "random clip positions and augmentations, fixed epoch length (false: centred, none, every sample once)"})
     prefetch: int = field(default=2, metadata={"help": "batches prefetched per worker", "min": 1})
     mp_context: str = field(default="fork", metadata={"help": "worker start method: fork | spawn | forkserver", "choices": ["fork", "spawn", "forkserver"]})
     clip: ClipConfig = field(default_factory=ClipConfig)
@@ -63,6 +72,30 @@ def expand_shards(pattern: str) -> list[str]:
     return found
 
 
+def check_loader(cfg: LoaderConfig, n_shards: int, world_size: int) -> None:
+    """Settings under which no batch could ever come, or ranks would wait on each other
+    for ever: one clear error before any work."""
+    bad = sorted(set(cfg.modalities) - set(MODALITIES))
+    if bad or not cfg.modalities:
+        raise InputError(f"loader.modalities={list(cfg.modalities)}: choose one or both of {list(MODALITIES)}")
+    fixed = cfg.resampled or cfg.train
+    if fixed and cfg.epoch_batches < 1:
+        raise InputError(f"loader.epoch_batches={cfg.epoch_batches}: a training epoch needs at least "
+                         f"one batch per rank")
+    if cfg.batch_size < 1:
+        raise InputError(f"loader.batch_size={cfg.batch_size}: must be at least 1")
+    readers = world_size * max(cfg.workers, 1)
+    if cfg.train and not cfg.resampled and n_shards < readers:
+        raise InputError(
+            f"loader: {n_shards} shard(s) for {world_size} rank(s) x {max(cfg.workers, 1)} worker(s): "
+            f"without resampling every rank and worker reads shards of its own, so a reader would "
+            f"have none and the ranks could not keep step; use loader.resampled=true, fewer "
+            f"workers, or at least {readers} shards")
+    if cfg.clip.decode_device == "cuda" and cfg.workers:
+        raise InputError("loader.clip.decode_device=cuda decodes in the training process "
+                         "(CUDA does not cross into DataLoader workers): set loader.workers=0")
+
+
 class ClipLoader:
     """Iterate one epoch per ``iter()``; ``state_dict``/``load_state_dict`` for resume."""
 
@@ -73,9 +106,10 @@ class ClipLoader:
             raise InputError("loader: set loader.shards (or loader.sources)")
         self.sources = [expand_shards(s.shards) for s in specs]
         self.weights = [s.weight for s in specs]
+        check_loader(cfg, sum(len(s) for s in self.sources), world_size)
         self.rank, self.world_size = rank, world_size
         self.n_workers = max(cfg.workers, 1)
-        self.decoder = SampleDecoder(cfg.clip, cfg.video, cfg.audio, cfg.train)
+        self.decoder = SampleDecoder(cfg.clip, cfg.video, cfg.audio, cfg.train, tuple(cfg.modalities))
         self.epoch = 0
         self._reset_position()
         self.skipped_total = 0
@@ -84,62 +118,59 @@ class ClipLoader:
         self.batch = 0
         self.skip = [0] * self.n_workers
         self.done = [0] * self.n_workers
+        self.next_worker = 0
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.cfg.resampled or self.cfg.train
 
     @property
     def batches_per_worker(self) -> int:
         return -(-self.cfg.epoch_batches // self.n_workers)
 
     def __len__(self) -> int:
-        if not self.cfg.resampled:
-            raise TypeError("a non-resampled loader has no fixed length")
+        if not self.fixed_length:
+            raise TypeError("an evaluation loader (train=false, resampled=false) has no fixed length")
         return self.batches_per_worker * self.n_workers
 
     def _plan(self) -> StreamPlan:
         c = self.cfg
-        return StreamPlan(self.sources, self.weights, c.batch_size, c.resampled,
+        return StreamPlan(self.sources, self.weights, c.batch_size, c.resampled, self.fixed_length,
                           self.batches_per_worker, c.shuffle_shards, c.shuffle_buffer, c.seed,
-                          self.epoch, list(self.skip), list(self.done), self.rank, self.world_size)
+                          self.epoch, list(self.skip), list(self.done), self.next_worker,
+                          self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[dict]:
-        pool = None
-        if self.cfg.workers:
-            # in flight (prefetch), being filled, lent to the caller (this and the last batch)
-            pool = SharedBatchPool(self.cfg.workers, self.cfg.prefetch + 3,
-                                   (self.cfg.batch_size, *self.decoder.video_shape))
+        workers = self.cfg.workers
         dl = torch.utils.data.DataLoader(
-            ClipStream(self._plan(), self.decoder, pool), batch_size=None,
-            num_workers=self.cfg.workers, prefetch_factor=self.cfg.prefetch if self.cfg.workers else None,
-            multiprocessing_context=self.cfg.mp_context if self.cfg.workers else None,
+            ClipStream(self._plan(), self.decoder), batch_size=None, collate_fn=keep_as_is,
+            num_workers=workers, prefetch_factor=self.cfg.prefetch if workers else None,
+            multiprocessing_context=self.cfg.mp_context if workers else None,
+            pin_memory=torch.cuda.is_available() and self.cfg.clip.decode_device == "cpu",
             persistent_workers=False)
         for batch in dl:
-            w, slot, n = int(batch.pop("_worker")), int(batch.pop("_slot")), int(batch.pop("_n"))
-            if slot >= 0:
-                if "video" in batch:
-                    pool.attach(w, slot, batch.pop("video"))
-                batch = from_transfer(batch)
-                batch["video"] = pool.hand_out(w, slot, n)
+            w = int(batch.pop("_worker"))
             self.skip[w] = int(batch.pop("_pos"))
             self.done[w] += 1
             self.batch += 1
+            self.next_worker = (w + 1) % self.n_workers
             batch["skipped"] = int(batch.pop("_skipped"))
             self.skipped_total += batch["skipped"]
             yield batch
-            if pool is not None:
-                pool.reclaim()  # slots of batches the caller has let go of
         self.epoch += 1
         self._reset_position()
 
     def state_dict(self) -> dict:
+        """Plain ints and lists: checkpoints load it with ``torch.load(weights_only=True)``."""
         return {"epoch": self.epoch, "batch": self.batch, "skip": list(self.skip),
-                "done": list(self.done), "workers": self.n_workers,
-                "skipped_total": self.skipped_total}
+                "done": list(self.done), "next_worker": self.next_worker,
+                "workers": self.n_workers, "skipped_total": self.skipped_total}
 
     def load_state_dict(self, state: dict) -> None:
         if state["workers"] != self.n_workers:
             raise InputError(f"checkpoint was written with loader.workers={state['workers']}; "
                              f"resume with the same value (now {self.n_workers}) to replay exactly")
-        self.epoch, self.batch = state["epoch"], state["batch"]
-        self.skip, self.done = list(state["skip"]), list(state["done"])
-        self.skipped_total = state.get("skipped_total", 0)
-
-
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self.skip, self.done = [int(x) for x in state["skip"]], [int(x) for x in state["done"]]
+        self.next_worker = int(state.get("next_worker", 0))
+        self.skipped_total = int(state.get("skipped_total", 0))

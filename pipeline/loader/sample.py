@@ -1,8 +1,13 @@
-"""One shard sample (raw tar members) -> the tensors of its training views.
+"""One shard sample (raw tar members) -> what a loader worker ships for it: uint8 video
+crops, int16 audio windows and the augmentation parameters ``DeviceAugment`` applies.
 
 A *view* is a clip position (time shift), an augmentation copy and a direction (time
-reversal). GDT uses 2 positions x reversed; SimCLR 2 copies; a plain run 1 view.
-Only the frames and the audio window of the chosen clips are decoded.
+reversal). GDT uses 2 positions x reversed; SimCLR 2 copies; a plain run 1 view. The
+worker makes only the *source* views (position x copy): a reversed view is its source
+played backwards, which the device does for free, so it never crosses the process
+boundary. Only the frames and the audio window of the chosen clips are decoded, and
+only the modalities asked for (``modalities``): an audio-only corpus (ESC-50) has no
+video to decode, a silent one (much of HMDB51) no audio.
 """
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline.io.wav import read_window
+from pipeline.io.wav import read_pcm_window, wav_layout
 from pipeline.loader import tokenizer
-from pipeline.loader.audio_transforms import (AudioConfig, LogMel, apply_spec_masks, draw_spec_masks,
-                                            jitter_wave)
+from pipeline.loader.audio_transforms import AudioConfig, LogMel, draw_gain, draw_spec_masks
+from pipeline.loader.boxes import box_table, frame_boxes
 from pipeline.loader.decode import get_decoder
-from pipeline.loader.video_transforms import VideoAugConfig, augment_clip
+from pipeline.loader.video_transforms import VideoAugConfig, crop_clip
+
+MODALITIES = ("video", "audio")
+AUDIO_GRID = 100  # audio-only clips are placed on a 10 ms grid (the log-mel hop)
 
 
 @dataclass
@@ -29,7 +37,11 @@ class ClipConfig:
     copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)", "min": 1})
     reverse: bool = field(default=False, metadata={"help": "add a time-reversed copy of every view (GDT time reversal)"})
     text_len: int = field(default=64, metadata={"help": "caption length in byte tokens", "min": 1})
-    backend: str = field(default="decord", metadata={"help": "video decoder: decord | pyav"})
+    backend: str = field(default="torchcodec", metadata={"help": "video decoder: torchcodec | decord | pyav (identical frames; README has their speeds)",
+                                                         "choices": ["torchcodec", "decord", "pyav"]})
+    decode_device: str = field(default="cpu", metadata={
+        "help": "cpu | cuda (torchcodec on the GPU, for high-resolution sources; decodes in the training process, needs workers=0)",
+        "choices": ["cpu", "cuda"]})
 
 
 def view_layout(cfg: ClipConfig) -> list[tuple[int, int, bool]]:
@@ -55,102 +67,93 @@ def clip_starts(n_frames: int, span: int, count: int, min_gap: int,
     return starts
 
 
-def box_table(meta_boxes) -> np.ndarray | None:
-    """A sample's boxes [[t, x0, y0, x1, y1], ...] as an array sorted by time, or None."""
-    if not meta_boxes:
-        return None
-    arr = np.asarray(meta_boxes, np.float64)
-    return arr[np.argsort(arr[:, 0], kind="stable")]
-
-
-def frame_boxes(table: np.ndarray, frame_idx: list[int], fps: float) -> torch.Tensor:
-    """Per clip frame, the box of ``table`` (``box_table``) whose time is nearest, if
-    within 0.75 frame, else NaN."""
-    t = np.asarray(frame_idx, np.float64) / fps
-    after = np.minimum(np.searchsorted(table[:, 0], t), len(table) - 1)  # first time >= t
-    before = np.maximum(after - 1, 0)
-    j = np.where(np.abs(table[before, 0] - t) <= np.abs(table[after, 0] - t), before, after)
-    out = table[j, 1:5].astype(np.float32)
-    out[np.abs(table[j, 0] - t) > 0.75 / fps] = np.nan
-    return torch.from_numpy(out)
-
-
 class SampleDecoder:
-    """Callable turning a raw sample dict into a dict of tensors (or raising on bad data)."""
+    """Callable filling a sample's rows of the batch arrays (``shapes``) and returning its
+    small per-sample fields (numpy), or raising on bad data."""
 
-    def __init__(self, clip: ClipConfig, video: VideoAugConfig, audio: AudioConfig, train: bool):
+    def __init__(self, clip: ClipConfig, video: VideoAugConfig, audio: AudioConfig, train: bool,
+                 modalities: tuple[str, ...] = MODALITIES):
         self.clip, self.video, self.audio, self.train = clip, video, audio, train
-        self.decode_frames = get_decoder(clip.backend)
-        self.logmel = LogMel(audio)
-        self.views = view_layout(clip)
-        # audio is computed for the views that are not reversed copies ("sources"); a
-        # reversed view is its source's spectrogram played backwards
-        self.audio_src = torch.tensor(list(np.cumsum([not r for _, _, r in self.views]) - 1))
-        self.audio_rev = torch.tensor([r for _, _, r in self.views])
-        n = int(round(audio.seconds * audio.rate))
-        self.spec_shape = tuple(self.logmel(torch.zeros(n)).shape[-2:])
-        self.no_boxes = torch.full((clip.frames, 4), float("nan"))  # most corpora have none
+        self.modalities = tuple(modalities)
+        self.sources = [(p, c) for p in range(clip.positions) for c in range(clip.copies)]
+        self.decode_frames = get_decoder(clip.backend, clip.decode_device) if "video" in self.modalities else None
+        self.wave_len = int(round(audio.seconds * audio.rate))
+        self.spec_shape = tuple(LogMel(audio)(torch.zeros(self.wave_len)).shape[-2:])
 
     @property
-    def video_shape(self) -> tuple[int, ...]:
-        """[V, C, T, S, S] of one sample's video views."""
-        return (len(self.views), 3, self.clip.frames, self.video.size, self.video.size)
+    def shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Per-sample shape and dtype of the arrays a batch carries in shared memory."""
+        p, out = len(self.sources), {}
+        if "video" in self.modalities:
+            out["video"] = ((p, self.clip.frames, self.video.size, self.video.size, 3), torch.uint8)
+        if "audio" in self.modalities:
+            out["wave"] = ((p, self.wave_len), torch.int16)
+        return out
 
-    def __call__(self, raw: dict, rng: np.random.Generator | None,
-                 video_out: torch.Tensor | None = None) -> dict:
-        """``video_out`` ([V, C, T, S, S], e.g. a row of a batch buffer) receives the
-        views in place: no per-sample stack and no collate copy of the largest tensor.
-        Audio leaves as waveforms and drawn SpecAugment bands ("wave", "spec_masks");
-        ``spectrograms`` turns a batch of them into the views' log-mels at once."""
+    def _timing(self, raw: dict, meta: dict, rng) -> tuple[list[int], float, int]:
+        """(clip start per position in grid steps, grid steps per second, span in steps):
+        video frames when there is video, a 10 ms grid over the audio otherwise."""
+        if "video" in self.modalities:
+            if "mp4" not in raw:
+                raise ValueError("no mp4 member (an audio-only sample? load it with loader.modalities=[audio])")
+            rate, n = float(meta["fps"]), int(meta["n_frames"])
+            span = (self.clip.frames - 1) * self.clip.stride + 1
+        else:
+            if "wav" not in raw:
+                raise ValueError("no wav member, and loader.modalities=[audio]")
+            sr, _, _, _, frames = wav_layout(raw["wav"])
+            rate, n = float(AUDIO_GRID), int(float(meta.get("duration", frames / sr)) * AUDIO_GRID)
+            span = int(round(self.audio.seconds * AUDIO_GRID))
+        starts = clip_starts(n, span, self.clip.positions, int(round(self.clip.min_shift * rate)), rng)
+        return starts, rate, span
+
+    def __call__(self, raw: dict, rng: np.random.Generator | None, out: dict[str, torch.Tensor]) -> dict:
+        """``out`` holds this sample's rows of the batch arrays (``shapes``); they receive
+        the source views in place: no per-sample stack and no collate copy."""
         meta = json.loads(raw["json"])
-        fps, n_frames = float(meta["fps"]), int(meta["n_frames"])
-        span = (self.clip.frames - 1) * self.clip.stride + 1
         rng = rng if self.train else None
-        starts = clip_starts(n_frames, span, self.clip.positions,
-                             int(round(self.clip.min_shift * fps)), rng)
-        wanted = sorted({s + k * self.clip.stride for s in starts for k in range(self.clip.frames)})
-        decoded = self.decode_frames(raw["mp4"], wanted)
-        by_index = {f: i for i, f in enumerate(wanted)}
-        video = torch.empty(self.video_shape) if video_out is None else video_out
-        waves, masks, boxes, table = [], [], [], box_table(meta.get("boxes"))
+        starts, rate, span = self._timing(raw, meta, rng)
         has_audio = "wav" in raw and bool(meta.get("has_audio", True))
-        for v, (pos, _copy, rev) in enumerate(self.views):
-            if rev:  # the reversed view is the previous view flipped: same crop, same jitter
-                video[v] = video[v - 1].flip(1)
-                boxes.append(boxes[-1].flip(0))
-                continue
-            idx = [starts[pos] + k * self.clip.stride for k in range(self.clip.frames)]
-            rows = [by_index[i] for i in idx]
-            # one position (the common case): the decoded frames are the clip, no copy
-            frames = torch.from_numpy(decoded if rows == list(range(len(decoded))) else decoded[rows])
-            clip_boxes = None if table is None else frame_boxes(table, idx, fps)
-            _, b = augment_clip(frames, clip_boxes, self.video, rng, out=video[v])
-            boxes.append(self.no_boxes if b is None else b)
-            centre = (starts[pos] + span / 2) / fps
-            if has_audio:
-                wave = read_window(raw["wav"], centre - self.audio.seconds / 2, self.audio.seconds,
-                                   self.audio.rate)
-            else:
-                wave = np.zeros(int(round(self.audio.seconds * self.audio.rate)), np.float32)
-            if rng is not None:
-                wave = jitter_wave(wave, self.audio, rng)
-            waves.append(wave.astype(np.float32, copy=False))
-            masks.append(draw_spec_masks(self.audio, *self.spec_shape, rng))
+        if "video" not in self.modalities and not has_audio:
+            raise ValueError("sample has no audio, and loader.modalities=[audio]")
+        fields: dict = {}
+        if "video" in self.modalities:
+            stride, t = self.clip.stride, self.clip.frames
+            wanted = sorted({s + k * stride for s in starts for k in range(t)})
+            decoded = self.decode_frames(raw["mp4"], wanted)
+            by_index = {f: i for i, f in enumerate(wanted)}
+            table = box_table(meta.get("boxes"))
+            nan_boxes = np.full((t, 4), np.nan, np.float32)
+            boxes, jitter, order = [], [], []
+        if "audio" in self.modalities:
+            gains, masks = [], []
+        for v, (pos, _copy) in enumerate(self.sources):
+            if "video" in self.modalities:
+                idx = [starts[pos] + k * stride for k in range(t)]
+                rows = [by_index[i] for i in idx]
+                # one position (the common case): the decoded frames are the clip, no copy
+                frames = decoded if rows == list(range(len(decoded))) else decoded[rows]
+                clip_boxes = None if table is None else frame_boxes(table, idx, rate)
+                b, f, o = crop_clip(frames, clip_boxes, self.video, rng, out["video"][v])
+                boxes.append(nan_boxes if b is None else b)
+                jitter.append(f)
+                order.append(o)
+            if "audio" in self.modalities:
+                centre = (starts[pos] + span / 2) / rate
+                if has_audio:
+                    read_pcm_window(raw["wav"], centre - self.audio.seconds / 2, self.audio.seconds,
+                                    self.audio.rate, out=out["wave"][v].numpy())
+                else:
+                    out["wave"][v].zero_()
+                gains.append(1.0 if rng is None else draw_gain(self.audio, rng))
+                masks.append(draw_spec_masks(self.audio, *self.spec_shape, rng))
+        if "video" in self.modalities:
+            fields.update(boxes=np.stack(boxes), jitter=np.stack(jitter), jitter_order=np.stack(order))
+        if "audio" in self.modalities:
+            fields.update(gain=np.asarray(gains, np.float32), spec_masks=np.stack(masks))
         text = raw.get("txt", b"").decode("utf-8") if raw.get("txt") else ""
         ids, n = tokenizer.encode(text, self.clip.text_len)
-        label = int(raw["cls"]) if raw.get("cls") else -1
-        return {"key": raw["__key__"], "video": video, "wave": torch.from_numpy(np.stack(waves)),
-                "spec_masks": torch.from_numpy(np.stack(masks)),
-                "boxes": torch.stack(boxes), "text": ids, "text_len": n, "label": label,
-                "has_audio": has_audio, "start": [s / fps for s in starts]}
-
-    def spectrograms(self, waves: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Waveforms [B, P, n] and bands [B, P, M, 2] of the samples' source views ->
-        log-mels [B, V, 1, n_mels, frames] of all views, reversed ones included."""
-        b, p = waves.shape[:2]
-        spec = self.logmel(waves.reshape(b * p, -1))
-        spec = apply_spec_masks(spec, masks.reshape(b * p, masks.shape[-2], 2), self.audio.freq_masks)
-        spec = spec.reshape(b, p, *spec.shape[1:])[:, self.audio_src]
-        if self.audio_rev.any():
-            spec[:, self.audio_rev] = spec[:, self.audio_rev].flip(-1)
-        return spec
+        fields.update(key=raw["__key__"], text=ids, text_len=n,
+                      label=int(raw["cls"]) if raw.get("cls") else -1, has_audio=has_audio,
+                      start=np.asarray([s / rate for s in starts], np.float32))
+        return fields

@@ -2,26 +2,36 @@
 
 Everything random is seeded from (seed, epoch, rank, worker, position), so the stream of
 a (rank, worker) is a pure function of them. Resuming is then exact: skip the samples
-the worker already emitted (without decoding them) and go on.
+the worker already emitted (read, not decoded) and go on. The DataLoader hands work to
+its workers round-robin from its worker 0, so a resumed loader renumbers them
+(``first_worker``): its worker 0 plays the worker whose batch was due next.
+
+What crosses to the training process per batch: ``video`` (uint8) and ``wave`` (int16),
+written by the worker straight into one block of shared memory, and the small fields
+(augmentation parameters, boxes, tokens, labels) as numpy arrays, which travel inside
+the batch's pickle. Each shared block costs the training process a file-descriptor
+handshake with the worker (~0.5 ms of its CPU here, more than all the rest of a batch's
+transfer); numpy arrays cost nothing extra.
 """
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
-from itertools import islice
+from itertools import count
 from typing import Iterator
 
 import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.loader.batch_pool import SharedBatchPool
-from pipeline.loader.sample import SampleDecoder
 from pipeline.errors import InputError
+from pipeline.loader.sample import SampleDecoder
 
 log = logging.getLogger(__name__)
-MAX_FAILED_FIRST = 1000  # bad samples are skipped, but if the first 1000 all fail, a setting is wrong
+MAX_FAILED_FIRST = 1000  # bad data is skipped, but if the first 1000 reads all fail, the input or a setting is wrong
+LOGGED_ERRORS = 10       # per worker, then every 1000th; all are counted (batch["skipped"])
 
 
 @dataclass
@@ -31,64 +41,76 @@ class StreamPlan:
     weights: list[float]
     batch_size: int
     resampled: bool
-    batches_per_worker: int           # resampled mode: fixed epoch length
+    fixed_length: bool                # every worker yields batches_per_worker (training)
+    batches_per_worker: int
     shuffle_shards: bool
     shuffle_buffer: int
     seed: int
     epoch: int
     skip: list[int]                   # samples each worker already emitted this epoch
     done: list[int]                   # batches each worker already produced this epoch
+    first_worker: int = 0             # the worker whose batch is due first
     rank: int = 0
     world_size: int = 1
 
 
-def collate(items: list[dict], video: torch.Tensor, decoder: SampleDecoder) -> dict:
-    """Batch the samples; their video views are already rows of ``video``, their audio
-    views become spectrograms here, a batch at a time."""
-    out = {"video": video[:len(items)],
-           "audio": decoder.spectrograms(torch.stack([it["wave"] for it in items]),
-                                         torch.stack([it["spec_masks"] for it in items]))}
-    for k in items[0]:
-        if k in ("video", "wave", "spec_masks"):
-            continue
-        vals = [it[k] for it in items]
-        if isinstance(vals[0], torch.Tensor):
-            out[k] = torch.stack(vals)
-        elif isinstance(vals[0], (bool, int)) and k != "start":
-            out[k] = torch.tensor(vals)
-        else:
-            out[k] = vals
+def readers_shards(urls: list[str], reader: int, readers: int) -> list[str]:
+    """The shards one (rank, worker) reads when not resampling: every readers-th."""
+    return urls[reader::readers]
+
+
+def batch_arrays(shapes: dict, batch_size: int, device: str = "cpu", shared: bool = False) -> dict[str, torch.Tensor]:
+    """A batch's big arrays (``SampleDecoder.shapes``), as views of ONE block of memory;
+    ``shared``: of shared memory, so that sending them to the training process is a
+    single handshake (the pickler sends a storage once, however many views of it a batch
+    holds), not a copy. GPU decoding (in the training process) puts the video on the GPU."""
+    if device != "cpu":
+        return {k: torch.empty((batch_size, *s), dtype=d, device=device if k == "video" else "cpu")
+                for k, (s, d) in shapes.items()}
+    sizes = {k: batch_size * math.prod(s) * d.itemsize for k, (s, d) in shapes.items()}
+    block = torch.empty(sum(-(-n // 64) * 64 for n in sizes.values()), dtype=torch.uint8)
+    block = block.share_memory_() if shared else block
+    out, at = {}, 0
+    for k, (shape, dtype) in shapes.items():  # 64-byte aligned slices
+        out[k] = block[at:at + sizes[k]].view(dtype).view(batch_size, *shape)
+        at += -(-sizes[k] // 64) * 64
     return out
 
 
-def for_transfer(batch: dict) -> dict:
-    """A worker's batch, less its video (which is in a pool slot), as it crosses to the
-    main process. Torch would put every tensor in a new shared-memory segment and pass its
-    descriptor over a socket, per batch; these small ones travel inline as numpy arrays."""
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k != "video"}
-
-
-def from_transfer(batch: dict) -> dict:
-    """``for_transfer`` undone in the main process: the numpy arrays as tensors again."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+def keep_as_is(batch: dict) -> dict:
+    """The DataLoader's collate_fn: batches are made in the workers, and the small numpy
+    fields stay numpy (the default would turn each into a shared-memory tensor)."""
+    return batch
 
 
 class ClipStream(torch.utils.data.IterableDataset):
-    def __init__(self, plan: StreamPlan, decoder: SampleDecoder, pool: SharedBatchPool | None = None):
+    def __init__(self, plan: StreamPlan, decoder: SampleDecoder):
         super().__init__()
-        self.plan, self.decoder, self.pool = plan, decoder, pool
-        self.errors = 0
+        self.plan, self.decoder = plan, decoder
+        self.errors, self.decoded, self.read = 0, 0, 0
+        self.last_error = ""
 
     def _on_error(self, exn: Exception) -> bool:
-        """webdataset handler: count a corrupt shard or member, log it and go on."""
+        """webdataset handler: count a corrupt shard or member and go on; but a stream
+        that has never produced a clip after MAX_FAILED_FIRST failures never will."""
         self.errors += 1
-        log.warning("skipping unreadable data: %s", exn)
+        self.last_error = str(exn)
+        if not self.decoded and self.errors >= MAX_FAILED_FIRST:
+            raise InputError(f"loader: the first {self.errors} reads all failed and no clip was "
+                             f"made, e.g. {self.last_error}")
+        if self.errors <= LOGGED_ERRORS or self.errors % 1000 == 0:
+            log.warning("skipping unreadable data (%d so far in this worker): %s", self.errors, exn)
         return True
 
-    def _urls(self, rank: int, world: int, worker: int, n_workers: int) -> Iterator[dict]:
+    def _counted(self, samples: Iterator[dict]) -> Iterator[dict]:
+        for s in samples:
+            self.read += 1
+            yield s
+
+    def _urls(self, worker: int, n_workers: int) -> Iterator[dict]:
         p = self.plan
         if p.resampled:
-            rng = random.Random(f"{p.seed}/{p.epoch}/{rank}/{worker}")
+            rng = random.Random(f"{p.seed}/{p.epoch}/{p.rank}/{worker}")
             while True:
                 src = rng.choices(range(len(p.sources)), weights=p.weights)[0]
                 yield {"url": rng.choice(p.sources[src])}
@@ -96,72 +118,70 @@ class ClipStream(torch.utils.data.IterableDataset):
         if p.shuffle_shards:
             random.Random(f"{p.seed}/{p.epoch}").shuffle(urls)
         # split by node, then by worker: each (rank, worker) reads a disjoint set of shards
-        yield from ({"url": u} for u in islice(urls, rank * n_workers + worker, None, world * n_workers))
+        mine = readers_shards(urls, p.rank * n_workers + worker, p.world_size * n_workers)
+        for cycle in count():
+            if cycle and not p.fixed_length:
+                return  # evaluation: every sample once
+            if cycle > 1 and not self.read:  # (a cycle's last sample is counted as the next begins)
+                raise InputError(f"loader: rank {p.rank} worker {worker} read no sample from its "
+                                 f"shards {mine[:3]}..., e.g. {self.last_error}")
+            order = list(mine)
+            if cycle and p.shuffle_shards:  # training cycles its shards until the epoch is full
+                random.Random(f"{p.seed}/{p.epoch}/{p.rank}/{worker}/{cycle}").shuffle(order)
+            yield from ({"url": u} for u in order)
+
+    def _arrays(self, in_worker: bool) -> dict[str, torch.Tensor]:
+        return batch_arrays(self.decoder.shapes, self.plan.batch_size, self.decoder.clip.decode_device, in_worker)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
-        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        rank, world = self.plan.rank, self.plan.world_size
+        n_workers = info.num_workers if info else 1
+        p = self.plan
+        worker = ((info.id if info else 0) + p.first_worker) % n_workers
         if info is not None:
             # workers are the parallelism: a lone worker with torch's default threads
             # would compete with the training process for every core
             torch.set_num_threads(1)
-        p = self.plan
-        samples = wds.tarfile_to_samples(handler=self._on_error)(self._urls(rank, world, worker, n_workers))
-        if p.shuffle_buffer > 1:
-            samples = wds.shuffle(p.shuffle_buffer, initial=p.shuffle_buffer,
-                                  seed=hash((p.seed, p.epoch, rank, worker)) & 0x7FFFFFFF)(samples)
         skip = p.skip[worker] if worker < len(p.skip) else 0
         done = p.done[worker] if worker < len(p.done) else 0
-        pos, batch, errors_seen, decoded = 0, [], 0, 0
-        if p.resampled and done >= p.batches_per_worker:
+        if p.fixed_length and done >= p.batches_per_worker:
             return  # resumed exactly at the end of this worker's epoch
-        slot, video = self._buffer(worker, info is not None)
-        mapped: set[int] = set()  # pool slots whose memory the main process already holds
+        samples = self._counted(wds.tarfile_to_samples(handler=self._on_error)(self._urls(worker, n_workers)))
+        if p.shuffle_buffer > 1:
+            samples = wds.shuffle(p.shuffle_buffer, initial=p.shuffle_buffer,
+                                  seed=hash((p.seed, p.epoch, p.rank, worker)) & 0x7FFFFFFF)(samples)
+        pos, items, errors_seen = 0, [], 0
+        arrays = self._arrays(info is not None)
 
         def emit() -> dict:
-            out = collate(batch, video, self.decoder)
-            if slot >= 0:
-                out = for_transfer(out)
-                if slot not in mapped:  # the whole slot goes once; later batches name it
-                    out["video"] = video
-                    mapped.add(slot)
-            out.update(_worker=worker, _slot=slot, _n=len(batch), _pos=pos,
-                       _skipped=self.errors - errors_seen)
+            out = {k: v[:len(items)] for k, v in arrays.items()}
+            for k in items[0]:
+                vals = [it[k] for it in items]
+                out[k] = vals if k == "key" else np.stack(vals) if isinstance(vals[0], np.ndarray) else np.asarray(vals)
+            out.update(_worker=worker, _pos=pos, _skipped=self.errors - errors_seen)
             return out
 
         for raw in samples:
             pos += 1
             if pos <= skip:
                 continue  # already emitted before the checkpoint: not decoded again
-            rng = np.random.default_rng([p.seed, p.epoch, rank, worker, pos])
+            rng = np.random.default_rng([p.seed, p.epoch, p.rank, worker, pos])
             try:
-                batch.append(self.decoder(raw, rng, video_out=video[len(batch)]))
-                decoded += 1
+                items.append(self.decoder(raw, rng, {k: v[len(items)] for k, v in arrays.items()}))
+                self.decoded += 1
             except Exception as exn:  # a corrupt sample must not stop training
-                self._on_error(RuntimeError(f"sample {raw.get('__key__')} in {raw.get('__url__')}: {exn!r}"))
-                if not decoded and pos - skip >= MAX_FAILED_FIRST:
+                if not self.decoded and pos - skip >= MAX_FAILED_FIRST:
                     # not corrupt data but a setting no sample meets: say so instead of spinning
                     raise InputError(f"loader: none of the first {pos - skip} samples could be used, "
                                      f"e.g. {raw.get('__key__')} in {raw.get('__url__')}: {exn}") from exn
-            if len(batch) == p.batch_size:
+                self._on_error(RuntimeError(f"sample {raw.get('__key__')} in {raw.get('__url__')}: {exn!r}"))
+            if len(items) == p.batch_size:
                 out = emit()
-                errors_seen = self.errors
-                batch = []
+                errors_seen, items = self.errors, []
                 done += 1
                 yield out
-                if p.resampled and done >= p.batches_per_worker:
+                if p.fixed_length and done >= p.batches_per_worker:
                     return
-                slot, video = self._buffer(worker, info is not None)
-        if batch and not p.resampled:  # evaluation keeps the last partial batch
+                arrays = self._arrays(info is not None)
+        if items and not p.fixed_length:  # evaluation keeps the last partial batch
             yield emit()
-
-    def _buffer(self, worker: int, in_worker: bool) -> tuple[int, torch.Tensor]:
-        """The next batch's video buffer: a pool slot in a worker when one is free (slot
-        index >= 0), memory of its own otherwise (-1)."""
-        shape = (self.plan.batch_size, *self.decoder.video_shape)
-        if in_worker and self.pool is not None:
-            taken = self.pool.acquire(worker)
-            if taken is not None:
-                return taken
-        return -1, torch.empty(shape)

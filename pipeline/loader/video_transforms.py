@@ -1,8 +1,13 @@
-"""Clip-level video augmentation: one set of parameters for every frame of a clip.
+"""The worker's per-clip video work: a random resized crop and flip in uint8, and the
+draw of the colour jitter that ``DeviceAugment`` applies later.
 
-Parameters are drawn from an explicit numpy Generator, so a sample's augmentation is a
-function of (seed, epoch, rank, worker, sample position) and a resumed run reproduces it.
-Boxes (normalised x0, y0, x1, y1 per frame) follow the crop and flip.
+Why uint8 here and colour on the device: the crop shrinks the clip, and uint8 keeps it
+at a quarter of float32's bytes through the worker -> training-process -> device path;
+colour jitter and normalisation are a per-pixel affine map, cheap as one batched op on
+the device. Parameters are drawn from an explicit numpy Generator, one set per clip (all
+frames alike), so a sample's augmentation is a function of (seed, epoch, rank, worker,
+sample position) and a resumed run reproduces it. Boxes (normalised x0, y0, x1, y1 per
+frame) follow the crop and flip.
 """
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from pipeline.loader.colour_jitter import jitter_affine, normalised_affine
-from pipeline.loader.fused_video import crop_resize
+import torchvision.transforms.v2.functional as TF
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+# colour jitter factors in this order; (1, 1, 1, 0) and any order is the identity
+JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+NO_JITTER = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
+IN_ORDER = np.arange(4, dtype=np.int8)
 
 
 @dataclass
@@ -49,37 +56,47 @@ def centre_params(h: int, w: int) -> tuple[int, int, int, int]:
     return (h - side) // 2, (w - side) // 2, side, side
 
 
-def crop_boxes(boxes: torch.Tensor, h: int, w: int, top: int, left: int, ch: int, cw: int,
-               flip: bool) -> torch.Tensor:
+def crop_boxes(boxes: np.ndarray, h: int, w: int, top: int, left: int, ch: int, cw: int,
+               flip: bool) -> np.ndarray:
     """Map normalised boxes [T, 4] into the crop; boxes left with no area become NaN."""
-    # a few numbers: numpy is ~10x cheaper than torch here; NaN rows stay NaN
     scale = np.array([w / cw, h / ch, w / cw, h / ch])
     shift = np.array([left / cw, top / ch, left / cw, top / ch])
-    out = np.clip(boxes.numpy() * scale - shift, 0.0, 1.0)
+    out = np.clip(boxes * scale - shift, 0.0, 1.0)
     if flip:
         out = out[:, [2, 1, 0, 3]]
         out[:, [0, 2]] = 1.0 - out[:, [0, 2]]
     out[(out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])] = np.nan
-    return torch.from_numpy(out.astype(np.float32))
+    return out.astype(np.float32)
 
 
-def augment_clip(frames: torch.Tensor, boxes: torch.Tensor | None, cfg: VideoAugConfig,
-                 rng: np.random.Generator | None,
-                 out: torch.Tensor | None = None,
-                 native: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [T, H, W, 3] -> normalised float [C, T, S, S] (written into ``out`` when
-    given), and ``boxes`` [T, 4] mapped into the crop (None stays None); ``rng=None`` means
-    evaluation (centre crop, no flip, no jitter); ``native=False`` runs torch ops instead
-    of the C passes."""
+def draw_jitter(cfg: VideoAugConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(factors in ``JITTER_OPS`` order [4], the order to apply them in [4]): with
+    probability ``jitter_prob`` random factors (hue = strength / 4, as SimCLR) in a random
+    order, else the identity."""
+    if cfg.jitter <= 0 or rng.random() >= cfg.jitter_prob:
+        return NO_JITTER, IN_ORDER
+    j = cfg.jitter
+    factors = np.array([rng.uniform(1 - j, 1 + j), rng.uniform(1 - j, 1 + j),
+                        rng.uniform(1 - j, 1 + j), rng.uniform(-j / 4, j / 4)], np.float32)
+    return factors, rng.permutation(4).astype(np.int8)
+
+
+def crop_clip(frames: torch.Tensor, boxes: np.ndarray | None, cfg: VideoAugConfig,
+              rng: np.random.Generator | None, out: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """uint8 frames [T, H, W, 3] -> their crop resized to ``out`` (uint8 [T, S, S, 3]),
+    mirrored when drawn; returns (boxes mapped into the crop or None, jitter factors,
+    jitter order). ``rng=None`` means evaluation: centre crop, no flip, no jitter.
+
+    The resize is torchvision's antialiased bilinear on uint8 (its native kernel on CPU,
+    which reads the decoders' interleaved RGB as channels-last images)."""
     h, w = frames.shape[1:3]
     train = rng is not None
     top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
     flip = bool(train and rng.random() < cfg.flip)
-    crop = crop_resize(frames, top, left, ch, cw, cfg.size, flip=flip, out=out, native=native)
-    if train and cfg.jitter > 0 and rng.random() < cfg.jitter_prob:
-        # the clip's mean colour is the grey level contrast blends towards
-        m, b = jitter_affine(crop.mean, cfg.jitter, rng)
-    else:
-        m, b = np.eye(3), np.zeros(3)
-    out = crop.planes(*normalised_affine(m, b, cfg.mean, cfg.std))
-    return out, None if boxes is None else crop_boxes(boxes, h, w, top, left, ch, cw, flip)
+    x = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, ch, cw, [cfg.size, cfg.size],
+                        antialias=True)
+    if flip:
+        x = x.flip(-1)
+    out.copy_(x.permute(0, 2, 3, 1))
+    factors, order = draw_jitter(cfg, rng) if train else (NO_JITTER, IN_ORDER)
+    return (None if boxes is None else crop_boxes(boxes, h, w, top, left, ch, cw, flip)), factors, order

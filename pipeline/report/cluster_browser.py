@@ -17,7 +17,7 @@ from pipeline.report.html import array_png, audio_tag, esc, page, png_tag
 
 def _thumb(sample: dict) -> str:
     meta = json.loads(sample["json"])
-    frame = decode_decord(sample["mp4"], [int(meta["n_frames"]) // 2])[0]
+    frame = decode_decord(sample["mp4"], [int(meta["n_frames"]) // 2])[0].numpy()
     tag = png_tag(array_png(frame), width=96)
     if "wav" in sample:
         seconds = float(meta.get("duration", int(meta["n_frames"]) / float(meta["fps"])))

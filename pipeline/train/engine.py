@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import save_config
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.config import TrainConfig, deepspeed_config
@@ -30,17 +31,6 @@ from pipeline.train.warm_start import warm_start
 from pipeline.utils.metrics import JsonlWriter
 
 log = logging.getLogger(__name__)
-
-
-def _to_device(batch: dict, device: torch.device, dtype: torch.dtype | None) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
-            if dtype is not None and v.is_floating_point() and k in ("video", "audio"):
-                v = v.to(dtype)
-        out[k] = v
-    return out
 
 
 def param_digest(module: torch.nn.Module) -> str:
@@ -88,6 +78,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
         step, resumed_from = int(state["step"]), state["path"]
         log.info("resumed from %s at step %d", resumed_from, step)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.ds.precision)
+    augment = DeviceAugment.from_loader(cfg.loader, dtype).to(info.device)
     metrics = MetricsLog(out, enabled=info.is_main, tensorboard=cfg.tensorboard, step=step)
     samples = JsonlWriter(out / "samples" / f"rank{info.rank}.jsonl", enabled=cfg.sample_log)
     if cfg.sample_log:
@@ -105,7 +96,7 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
             samples.write({"step": step + 1, "epoch": loader.epoch, "keys": list(batch["key"])})
             ctx.step = step
             method.on_step_start(ctx)
-            loss, parts = engine(_to_device(batch, info.device, dtype))
+            loss, parts = engine(augment(batch))
             engine.backward(loss)
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()

@@ -17,7 +17,7 @@ from jobs.config import LaunchConfig
 from jobs.status import render
 from jobs.train import launch_train
 from pipeline.cli import build_config
-from pipeline.stages import STAGES, find
+from pipeline.stages import STAGES
 from slurm_standin import HOLD_AT
 
 pytestmark = pytest.mark.slurm
@@ -78,7 +78,7 @@ def test_preempted_two_node_job_resumes_at_the_step_with_identical_parameters(
         reference_run, synth_shards, tmp_path):
     ref_run, ref_results = reference_run
     run = tmp_path / "run"
-    cfg = build_config(find("train", STAGES), [], [f"out={run}", f"loader.shards={synth_shards}", *ENGINE])
+    cfg = build_config(STAGES["train"], [], [f"out={run}", f"loader.shards={synth_shards}", *ENGINE])
     from jobs.config import load_slurm
     slurm = load_slurm("train", "", tuple(o[len("slurm."):] for o in NODES))
     launch = LaunchConfig(cluster="slurm", job_dir=str(tmp_path / "jobs"), wait=False)

@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
 from pipeline.models.av_model import AVModel
 from pipeline.objectives.gdt import GDT, GDTConfig
@@ -137,12 +138,14 @@ class SeLaViMethod(method.Method):
         lcfg = replace(self.shared.loader, resampled=False, train=False, batch_size=self.scfg.batch_size,
                        clip=replace(self.shared.loader.clip, positions=1, copies=1, reverse=False))
         loader = ClipLoader(lcfg, ctx.info.rank, ctx.info.world_size)
+        augment = DeviceAugment.from_loader(lcfg).to(ctx.info.device)
         was_training = self.training
         self.eval()
         dtype = next(self.parameters()).dtype
         keys, true = [], []
         for batch in loader:
-            b = {m: batch[m].to(ctx.info.device, dtype) for m in ("video", "audio")}
+            batch = augment(batch)
+            b = {m: batch[m].to(dtype) for m in ("video", "audio")}
             lv, la, _ = self.head_logits(b)
             lv, la = lv[:, 0].float(), la[:, 0].float()  # the single view
             # geometric mean of the modalities' softmaxes, in log space
