@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from shard_util import TINY_MODEL, shard_manifest
 from pipeline.config import load_config
 
 DATA = Path(__file__).parent / "data"
@@ -31,23 +32,6 @@ def synth_shards(synth_corpus, tmp_path_factory) -> Path:
     stage.load_target()(cfg)
     index = json.loads((out / "index.json").read_text())
     assert index["totals"]["clips"] == 24
-    return out
-
-
-TINY_MODEL = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
-              "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
-              "model.embed_dim=16"]
-
-
-def shard_manifest(rows: list[str], folder: Path, name: str, out: Path, clip_seconds: float = 3) -> Path:
-    """Shard some rows of a synthetic manifest (paths relative to ``folder``) into ``out``."""
-    from pipeline.cli import build_config
-    from pipeline.stages import STAGES
-    manifest = folder / f"{name}.jsonl"
-    manifest.write_text("\n".join(rows) + "\n")
-    stage = STAGES["shard"]
-    stage.load_target()(build_config(stage, [], [f"input={manifest}", f"output={out}", "videos_per_shard=4",
-                                                 f"clip_seconds={clip_seconds}", "short_side=64", "workers=2"]))
     return out
 
 

@@ -12,7 +12,7 @@ from pipeline.config import load_config
 from pipeline.eval.feature_store import FeatureSet
 from pipeline.eval.stage import EvalConfig, run as eval_run
 
-from conftest import shard_manifest
+from shard_util import shard_manifest
 
 
 def evaluate(tmp_path, export, *overrides) -> dict:

@@ -13,7 +13,7 @@ from pipeline.eval.finetune import run_parts
 from pipeline.eval.multiview import accuracies, spatial_crops
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import free_port
-from pipeline.train.method import build_method
+from pipeline.train.methods import build_method
 from pipeline.train.optim import build_optimizer, build_scheduler
 
 RECIPE = str(CONFIGS / "finetune_tiny.yaml")

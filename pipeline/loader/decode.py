@@ -101,6 +101,27 @@ class PyAVFrames:
         return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
 
 
+def require_mp4(data: bytes) -> None:
+    """Refuse shard members that are not MP4 (ISO-BMFF, ``ftyp`` box first), before any
+    decoder sees them. The shard stage writes only MP4, and all three backends are FFmpeg
+    underneath: they guess the format from the bytes, so a text playlist (HLS, ffconcat)
+    planted in a tar would make them open the files or URLs it lists."""
+    if len(data) < 12 or data[4:8] != b"ftyp":
+        raise ValueError(f"not an MP4 (ISO-BMFF) video (starts {bytes(data[:8])!r}); shard videos "
+                         "are MP4 and other containers are refused")
+
+
+class Mp4Only:
+    """A backend that decodes only what ``require_mp4`` accepts (picklable for spawn)."""
+
+    def __init__(self, decode: FrameDecoder):
+        self.decode = decode
+
+    def __call__(self, data: bytes, indices: Sequence[int]) -> torch.Tensor:
+        require_mp4(data)
+        return self.decode(data, indices)
+
+
 def check_cuda_decode() -> None:
     """One clear error, before any work, where CUDA decoding cannot run."""
     from pipeline.errors import InputError
@@ -118,9 +139,9 @@ def get_decoder(name: str, device: str = "cpu") -> FrameDecoder:
             raise ValueError(f"decode_device=cuda needs backend=torchcodec, not {name!r}")
         check_cuda_decode()
     if name == "torchcodec":
-        return TorchCodecFrames(device)
+        return Mp4Only(TorchCodecFrames(device))
     if name == "decord":
-        return decode_decord
+        return Mp4Only(decode_decord)
     if name == "pyav":
-        return PyAVFrames()
+        return Mp4Only(PyAVFrames())
     raise ValueError(f"unknown video backend {name!r}; choose from {list(BACKENDS)}")

@@ -11,13 +11,13 @@ import numpy as np
 from pipeline.io.atomic import write_text
 from pipeline.io.wav import encode_wav, read_window
 from pipeline.loader.lookup import read_samples
-from pipeline.loader.decode import decode_decord
+from pipeline.loader.decode import get_decoder
 from pipeline.report.html import array_png, audio_tag, esc, page, png_tag
 
 
 def _thumb(sample: dict) -> str:
     meta = json.loads(sample["json"])
-    frame = decode_decord(sample["mp4"], [int(meta["n_frames"]) // 2])[0].numpy()
+    frame = get_decoder("torchcodec")(sample["mp4"], [int(meta["n_frames"]) // 2])[0].numpy()
     tag = png_tag(array_png(frame), width=96)
     if "wav" in sample:
         seconds = float(meta.get("duration", int(meta["n_frames"]) / float(meta["fps"])))
