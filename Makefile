@@ -6,6 +6,7 @@ PIP := $(PY) -m pip
 OUT ?= demo_out
 CORPUS ?=
 HOLDOUT ?=
+SEED ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 # Debian packages: ffmpeg for the transcoder, SLURM + MariaDB for the cluster tests,
@@ -34,7 +35,7 @@ system-deps:
 	fi
 
 demo: install system-deps
-	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS)) $(if $(HOLDOUT),holdout=$(HOLDOUT))
+	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS)) $(if $(HOLDOUT),holdout=$(HOLDOUT)) $(if $(SEED),seed=$(SEED))
 
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

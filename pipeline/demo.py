@@ -37,6 +37,7 @@ class DemoConfig:
     selavi_config: str = field(default=str(CONFIGS / "selavi_tiny.yaml"), metadata={"help": "SeLaVi config"})
     detect_config: str = field(default=str(CONFIGS / "detect_tiny.yaml"), metadata={"help": "detection config"})
     finetune_config: str = field(default=str(CONFIGS / "finetune_tiny.yaml"), metadata={"help": "fine-tuning recipe"})
+    seed: int = field(default=0, metadata={"help": "seed of every learned step (model initialisation, loader draws, detector); the corpus stays the same, so seeds 0, 1, 2 give the spread of the results", "min": 0})
     gdt_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the GDT run, e.g. [steps=50]"})
     selavi_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the SeLaVi run"})
     detect_overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for the detection stage"})
@@ -102,7 +103,7 @@ class Demo:
                              "split; name them so")
         return str(sets[0]), str(sets[-1])
 
-    def finetune(self, train_shards: str, test_shards: str) -> None:
+    def finetune(self, train_shards: str, test_shards: str, seeds: list[str]) -> None:
         """A short fine-tune of the GDT export on the split (train/ and test/ of one
         root, as the UCF101 layout is sharded), when it is held out and labelled; and of
         the same network at random initialisation."""
@@ -113,7 +114,7 @@ class Demo:
         for name, init in (("finetune", "true"), ("finetune_random_init", "false")):  # the same recipe both ways
             self.stage("finetune", [self.cfg.finetune_config], [f"out={self.out / name}",
                                                                 f"finetune.backbone={self.out / 'export'}",
-                                                                f"finetune.pretrained={init}", f"finetune.splits=[{root}]",
+                                                                f"finetune.pretrained={init}", f"finetune.splits=[{root}]", *seeds,
                                                                 *self.cfg.finetune_overrides])
 
     def run(self) -> dict:
@@ -121,14 +122,15 @@ class Demo:
         save_config(self.cfg, self.out / "demo_config.yaml")
         train_in, test_in = self.corpus()
         train_shards, test_shards = self.shards(train_in, test_in, self.cfg.short_side)
+        seeds = [f"seed={self.cfg.seed}", f"loader.seed={self.cfg.seed}"]
         self.stage("train", [self.cfg.gdt_config], [f"out={self.out / 'gdt'}", f"loader.shards={train_shards}",
-                                                    *self.cfg.gdt_overrides])
+                                                    *seeds, *self.cfg.gdt_overrides])
         extra = []
         if "cluster" not in self.cfg.skip:
             k = [] if self.cfg.corpus else [f"selavi.clusters={self.cfg.n_classes}"]  # K = true classes
             self.stage("cluster", [self.cfg.selavi_config], [f"out={self.out / 'selavi'}",
                                                              f"loader.shards={train_shards}",
-                                                             *k, *self.cfg.selavi_overrides])
+                                                             *k, *seeds, *self.cfg.selavi_overrides])
             extra.append(f"cluster_eval={self.out / 'selavi' / 'cluster_eval.json'}")
         if "detect" not in self.cfg.skip:
             k = [] if self.cfg.corpus else [f"av.avloc.clusters={self.cfg.n_classes}"]
@@ -138,10 +140,12 @@ class Demo:
                                                   f"shards_{self.cfg.detect_short_side}")
             self.stage("detect", [self.cfg.detect_config], [f"out={self.out / 'detect'}",
                                                             f"shards={det_train}", f"eval_shards={det_test}",
-                                                            *k, *self.cfg.detect_overrides])
+                                                            *k, f"seed={self.cfg.seed}", f"av.seed={self.cfg.seed}",
+                                                            f"av.loader.seed={self.cfg.seed}",
+                                                            f"detector.seed={self.cfg.seed}", *self.cfg.detect_overrides])
             extra.append(f"detect_eval={self.out / 'detect' / 'detect_eval.json'}")
         self.stage("export", [], [f"run_dir={self.out / 'gdt'}", f"out={self.out / 'export'}"])
-        self.finetune(train_shards, test_shards)
+        self.finetune(train_shards, test_shards, seeds)
         result = self.stage("eval", [], [f"export={self.out / 'export'}", f"train_shards={train_shards}",
                                          f"test_shards={test_shards}", f"out={self.out / 'eval'}", *extra])
         # the headline numbers at the top of the run folder (the eval stage's own copy stays)
