@@ -30,7 +30,8 @@ def main():
     loader = ClipLoader(load_config(LoaderConfig, [], [
         f"shards={shards}", "batch_size=4", "workers=0", "clip.frames=4", "video.size=32", "seed=3"]))
     batch = next(iter(loader))
-    result.update({f"batch.{k}": v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    # clones: a batch's video and waveforms are views of one shared block, which torch.save refuses
+    result.update({f"batch.{k}": v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)})
     torch.save(result, out)
 
 

@@ -36,7 +36,7 @@ def real_shard_videos(tmp_path_factory) -> list[bytes]:
     for name in SHARDED:
         (corpus / name).write_bytes((DATA / name).read_bytes())
     stage = STAGES["shard"]
-    stage.load_target()(build_config(stage, [], [f"input={corpus}", f"output={out}", "require_audio=false",
+    stage.load_target()(build_config(stage, [], [f"input={corpus}", f"output={out}", "require_audio=false", "holdout=0",
                                                  "clip_seconds=2", "short_side=64", "workers=2"]))
     return [s["mp4"] for s in wds.WebDataset([str(p) for p in sorted(out.glob("*.tar"))], shardshuffle=False)]
 

@@ -41,6 +41,14 @@ EXTRA = {"selavi_vggsound.yaml": ["selavi.clusters=4", "selavi.heads=2", "selavi
          "selavi_tiny.yaml": ["selavi.clusters=4", "selavi.heads=2", "selavi.relabels=2"],
          "clip_mmv_howto100m.yaml": ["model.text.name=text_tiny"]}
 DETECT = {"detect_tiny.yaml", "detect_paper.yaml"}
+FINETUNE = {  # GDT's fine-tuning protocol (METHODS.md): head lr 0.0025, backbone 0.1 x, 12 epochs
+    "finetune_ucf101.yaml": {"method": "finetune", "optim.lr": 0.0025, "finetune.backbone_lr_scale": 0.1,
+                             "finetune.epochs": 12.0, "finetune.milestones": [6.0, 10.0],
+                             "finetune.test_clips": 10, "finetune.test_crops": 3, "loader.clip.frames": 32,
+                             "loader.video.size": 112, "loader.batch_size": 32},
+    "finetune_tiny.yaml": {"method": "finetune", "finetune.test_clips": 10, "finetune.test_crops": 3},
+}
+FINETUNE["finetune_hmdb51.yaml"] = FINETUNE["finetune_ucf101.yaml"]
 
 
 def value(cfg, dotted: str):
@@ -51,7 +59,7 @@ def value(cfg, dotted: str):
 
 def test_every_recipe_is_exercised_here():
     shipped = {p.name for p in CONFIGS.glob("*.yaml")}
-    assert shipped == set(PAPER) | DETECT, "add the new recipe to tests/test_recipes.py"
+    assert shipped == set(PAPER) | DETECT | set(FINETUNE), "add the new recipe to tests/test_recipes.py"
     for name in shipped:  # each says which paper (table) or corpus it follows
         head = (CONFIGS / name).read_text().split("\n\n")[0]
         assert "Follows:" in head or "synthetic corpus" in head, name
@@ -92,3 +100,22 @@ def test_detection_recipe_loads_and_runs(name, synth_shards, tmp_path):
                       [f"out={tmp_path}", f"shards={synth_shards}", *DETECT_TINY])
     report = detect_run(cfg)
     assert 0.0 <= report["map50"] <= 1.0 and report["frames"] == 24
+
+
+FINETUNE_TINY = ["finetune.epochs=1", "finetune.warmup_epochs=0.5", "finetune.milestones=[0.75]",
+                 "finetune.clips_per_video=1", "finetune.test_clips=2", "finetune.test_crops=1",
+                 "finetune.test_resize=0", "finetune.match_export=false", "loader.batch_size=4",
+                 "loader.workers=0", "loader.clip.frames=4", "loader.video.size=32", "ckpt.every=100",
+                 "log_every=1"]
+
+
+@pytest.mark.parametrize("name", sorted(FINETUNE))
+def test_finetune_recipe_loads_and_runs(name, tiny_export, split_root, tmp_path):
+    from pipeline.eval.finetune import run_parts
+    shipped = load_config(TrainConfig, [CONFIGS / name], [f"out={tmp_path}"])
+    for key, want in FINETUNE[name].items():
+        assert value(shipped, key) == want, key
+    cfg = load_config(TrainConfig, [CONFIGS / name], [f"out={tmp_path}", f"finetune.backbone={tiny_export}",
+                                                      f"finetune.splits=[{split_root}]", *FINETUNE_TINY])
+    result = run_parts(cfg)
+    assert result["complete"] and 0.0 <= result["mean"]["video_top1"] <= 1.0

@@ -52,13 +52,13 @@ def test_another_ffmpeg_changes_the_fingerprint(tmp_path):
     wrapper.write_text(f'#!/bin/sh\nif [ "$1" = "-version" ]; then echo "ffmpeg version 99.0-other"; '
                        f'exit 0; fi\nexec {real} "$@"\n')
     wrapper.chmod(0o755)
-    plans = [make_plan(load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}",
+    plans = [make_plan(load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}", "holdout=0",
                                                      f"ffmpeg={ff}"])) for ff in ("ffmpeg", str(wrapper))]
     assert encoder_versions(str(wrapper))["ffmpeg"] == "99.0-other"
     assert [j.fingerprint for j in plans[0].jobs] != [j.fingerprint for j in plans[1].jobs]
-    again = make_plan(load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}"]))
+    again = make_plan(load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}", "holdout=0"]))
     assert [j.fingerprint for j in again.jobs] == [j.fingerprint for j in plans[0].jobs]
-    missing = load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}",
+    missing = load_config(ShardConfig, [], [f"input={tmp_path / 'corpus'}", f"output={tmp_path / 'out'}", "holdout=0",
                                              f"ffmpeg={tmp_path / 'no-ffmpeg'}"])
     with pytest.raises(InputError, match="no-ffmpeg.*cannot run"):
         make_plan(missing)

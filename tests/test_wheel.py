@@ -125,7 +125,7 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path):
           "size=64", "workers=1", "--quiet"], work, env)
     _run([py, "-m", "pipeline", "shard", "input=corpus", "output=shards", "short_side=64",
           "videos_per_shard=2", "workers=1", "--quiet"], work, env)
-    _run([py, "-m", "pipeline", "train", "gdt_tiny", "out=run", "loader.shards=shards", "steps=3",
+    _run([py, "-m", "pipeline", "train", "gdt_tiny", "out=run", "loader.shards=shards/train", "steps=3",
           "loader.batch_size=4", "loader.workers=0", "loader.epoch_batches=2", "log_every=1",
           "ckpt.every=3", "tensorboard=false", "--quiet"], work, env)
     assert (work / "run" / "final" / "method.safetensors").is_file()

@@ -22,10 +22,11 @@ from slurm_standin import HOLD_AT
 
 pytestmark = pytest.mark.slurm
 STEPS, BATCH, CLIPS = 8, 3, 24  # 24 clips in 4 shards; 2 nodes x 2 workers: one shard each
+EPOCH = 2  # batches per rank per epoch (equal on both ranks): 3 clips per worker, within every shard
 ENGINE = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
           "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
           "model.embed_dim=16", f"loader.batch_size={BATCH}", "loader.workers=2",
-          "loader.resampled=false", "loader.shuffle_buffer=4", "loader.clip.frames=4",
+          "loader.resampled=false", f"loader.epoch_batches={EPOCH}", "loader.shuffle_buffer=4", "loader.clip.frames=4",
           "loader.video.size=32", "loader.audio.seconds=0.5", "gdt.reversal=off", "gdt.shift=off",
           "loader.clip.positions=1", "loader.clip.reverse=false", f"steps={STEPS}", "log_every=1",
           "optim.warmup_steps=2", "tensorboard=false", "threads=1", "sample_log=true"]
@@ -63,12 +64,15 @@ def test_two_nodes_train_with_a_disjoint_split_and_global_negatives(reference_ru
     seen = {rank: _samples(run, rank) for rank in (0, 1)}
     assert all([s["step"] for s in seen[rank]] == list(range(1, STEPS + 1)) for rank in (0, 1))
     epochs = {s["epoch"] for rank in (0, 1) for s in seen[rank]}
-    assert epochs == {0, 1}
-    for epoch in epochs:  # each epoch: every clip exactly once over both nodes
+    assert epochs == set(range(STEPS // EPOCH))
+    for epoch in epochs:  # each epoch: no clip twice over both nodes (disjoint shards), equal shares
         keys = {rank: [k for s in seen[rank] if s["epoch"] == epoch for k in s["keys"]] for rank in (0, 1)}
         both = Counter(keys[0] + keys[1])
-        assert len(both) == CLIPS and set(both.values()) == {1}, both.most_common(3)
-        assert len(keys[0]) == len(keys[1]) == CLIPS // 2
+        assert set(both.values()) == {1}, both.most_common(3)
+        assert len(keys[0]) == len(keys[1]) == EPOCH * BATCH
+    # the shards go to the nodes anew each epoch (shuffled), and over the run the two nodes
+    # read more than one node's share of the clips
+    assert len({k for rank in (0, 1) for s in seen[rank] for k in s["keys"]}) > CLIPS // 2
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     assert all(r["global_batch"] == 2 * BATCH for r in rows)  # each row scored against both nodes' clips

@@ -44,8 +44,9 @@ class Config:
 class Method(BaseMethod):
     """Backbone + linear head, cross-entropy on the sample's label."""
 
-    def __init__(self, fc: Config, shared: SharedSettings):
+    def __init__(self, cfg: Config, shared: SharedSettings):
         super().__init__()
+        fc = cfg
         if not fc.backbone:
             raise ConfigError("finetune.backbone: give an export folder (python -m pipeline export) "
                               "or a finished pretraining run")
