@@ -42,7 +42,7 @@ class Config:
     frames: int = field(default=8, metadata={"help": "frames per clip", "min": 1})
     stride: int = field(default=1, metadata={"help": "frame stride", "min": 1})
     size: int = field(default=112, metadata={"help": "crop size", "min": 1})
-    backend: str = field(default="torchcodec", metadata={"help": f"the loader's decoder: {' | '.join(BACKENDS)}", "choices": list(BACKENDS)})
+    backend: str = field(default="pyav", metadata={"help": f"the loader's decoder: {' | '.join(BACKENDS)}", "choices": list(BACKENDS)})
     raw_clips: int = field(default=200, metadata={"help": "clips decoded per single-process raw measurement", "min": 1})
     raw_samples: int = field(default=256, metadata={"help": "shard samples the raw peers draw clips from", "min": 1})
     raw_seconds: float = field(default=2.0, metadata={"help": "seconds each process of a parallel raw peer decodes", "above": 0})

@@ -1,4 +1,4 @@
-"""Decode chosen frames of an in-memory mp4: torchcodec (default), decord or PyAV.
+"""Decode chosen frames of an in-memory mp4: PyAV (default), torchcodec or decord.
 
 Every backend returns uint8 [T, H, W, 3] (a torch tensor, channels last as decoders
 produce it) for the same frame indices: index i is the i-th frame in presentation order,
@@ -7,9 +7,10 @@ last frame. A test holds the three to identical frames on real media. Decoders a
 per call, inside the worker that uses them: decord is not fork-safe, and a decoder per
 sample keeps no state that a forked worker could share by accident.
 
-torchcodec is PyTorch's own decoder (FFmpeg underneath, the batch ``get_frames_at``
-API); it was the fastest here (README). ``device="cuda"`` decodes on the GPU (NVDEC),
-worth it for high-resolution sources only.
+PyAV with a kept RGB converter was the fastest of the three on 128p shards here
+(``bench loader`` measures all three raw, README), so it is the default. torchcodec is
+PyTorch's own decoder (FFmpeg underneath, the batch ``get_frames_at`` API) and the one
+that decodes on the GPU (``device="cuda"``, NVDEC), worth it for high-resolution sources.
 """
 from __future__ import annotations
 

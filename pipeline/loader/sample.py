@@ -37,7 +37,7 @@ class ClipConfig:
     copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)", "min": 1})
     reverse: bool = field(default=False, metadata={"help": "add a time-reversed copy of every view (GDT time reversal)"})
     text_len: int = field(default=64, metadata={"help": "caption length in byte tokens", "min": 1})
-    backend: str = field(default="torchcodec", metadata={"help": "video decoder: torchcodec | decord | pyav (identical frames; README has their speeds)",
+    backend: str = field(default="pyav", metadata={"help": "video decoder: pyav | torchcodec | decord (identical frames; pyav was the fastest here, README has their speeds)",
                                                          "choices": ["torchcodec", "decord", "pyav"]})
     decode_device: str = field(default="cpu", metadata={
         "help": "cpu | cuda (torchcodec on the GPU, for high-resolution sources; decodes in the training process, needs workers=0)",
