@@ -11,7 +11,8 @@ Same results on every machine, whatever its instruction set or core count:
   multiply-adds on its own: whatever vector width it picks for an elementwise loop, the
   result is the sequential one. Where a multiply-add is wanted it is an explicit fma,
   which is exactly rounded on every machine. Sums are written as 8 independent
-  accumulators added in a fixed order.
+  accumulators added in a fixed order (the row dot product as one ``<8 x float>``
+  accumulator, ``_fma_lanes8``: the same arithmetic, vectorised).
 - exp is a fixed polynomial (Cody-Waite reduction, Cephes' degree-5 minimax fit, error
   below 1.5 ulp) made of IEEE basic operations, not the host's libm (whose ISA-dispatched
   variants may round differently); float16 is converted exactly with integer bit moves.
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 BLOCK_ROWS = 256  # rows whose column sums are kept together (fixed: thread-count independent)
@@ -121,21 +123,45 @@ def _exp_shifted(e, m, scale):
         e[j] *= factor[j]
 
 
+@intrinsic
+def _fma_lanes8(typingctx, e, rho):
+    """sum_j e[j] * rho[j] over j < 8 * (k // 8) as 8 lanes (lane l takes j = l mod 8, one
+    fma each, in order), then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)).
+
+    Why LLVM IR by hand: without fast-math LLVM does not vectorise this fixed-order
+    reduction written as 8 scalar accumulators (it stays scalar ``vfmadd231ss``); one
+    ``<8 x float>`` accumulator with ``llvm.fma.v8f32`` is the same arithmetic, lane for
+    lane, in one vector instruction (2-3x faster here, identical bits)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32
+               for a in (e, rho)):
+        return None  # contiguous float32 rows only: the loads below assume stride 1
+
+    def codegen(context, builder, signature, args):
+        e_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        r_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        k = cgutils.unpack_tuple(builder, e_arr.shape)[0]
+        v8 = ir.VectorType(ir.FloatType(), 8)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]), "llvm.fma.v8f32")
+        acc = cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * 8))
+        with cgutils.for_range(builder, builder.sdiv(k, ir.Constant(k.type, 8))) as loop:
+            off = builder.mul(loop.index, ir.Constant(k.type, 8))
+            a = builder.load(builder.bitcast(builder.gep(e_arr.data, [off]), v8.as_pointer()), align=4)
+            b = builder.load(builder.bitcast(builder.gep(r_arr.data, [off]), v8.as_pointer()), align=4)
+            builder.store(builder.call(fma, [a, b, builder.load(acc)]), acc)
+        v = builder.load(acc)
+        x = [builder.extract_element(v, ir.Constant(ir.IntType(32), i)) for i in range(8)]
+        return builder.fadd(builder.fadd(builder.fadd(x[0], x[1]), builder.fadd(x[2], x[3])),
+                            builder.fadd(builder.fadd(x[4], x[5]), builder.fadd(x[6], x[7])))
+
+    return types.float32(e, rho), codegen
+
+
 @njit(**_JIT)
 def _dot(e, rho):
     k = e.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _F(0.0)
-    j = 0
-    while j + 8 <= k:
-        a0 = _fma(e[j], rho[j], a0); a1 = _fma(e[j + 1], rho[j + 1], a1)
-        a2 = _fma(e[j + 2], rho[j + 2], a2); a3 = _fma(e[j + 3], rho[j + 3], a3)
-        a4 = _fma(e[j + 4], rho[j + 4], a4); a5 = _fma(e[j + 5], rho[j + 5], a5)
-        a6 = _fma(e[j + 6], rho[j + 6], a6); a7 = _fma(e[j + 7], rho[j + 7], a7)
-        j += 8
-    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-    while j < k:
+    s = _fma_lanes8(e, rho)
+    for j in range((k // 8) * 8, k):
         s = _fma(e[j], rho[j], s)
-        j += 1
     return s
 
 
