@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io.atomic import commit, temp_path, write_json
+from pipeline.io.atomic import atomic_open, commit, temp_path, write_json
 from pipeline.shard.keys import video_of
 
 CHUNK = 8192  # rows copied at a time when sorting or grouping
@@ -107,10 +107,8 @@ class FeatureWriter:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:  # a file object: numpy would append ".npy" to a name
+    with atomic_open(path, "wb") as fh:  # a file object: numpy would append ".npy" to a name
         np.save(fh, arr)
-    commit(tmp, path)
 
 
 def video_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
