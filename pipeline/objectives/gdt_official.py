@@ -20,7 +20,8 @@ Two forms of the same terms (``gdt.form``):
   earlier ones, some twice (hypothesis 8: 20 rows for 16 unique at 2 ranks of 4). The
   value therefore depends on the ranks; a run uses its real ranks, a single process may
   simulate ``gdt.simulate_ranks`` of them (auditing). Each rank returns its local mean,
-  like the public code (mean over ranks = the logged loss; equal batches assumed there).
+  as the public code does; the mean over ranks is the loss whose gradient DDP / DeepSpeed
+  apply (the public code assumes equal batches on all ranks).
 - ``official`` is the split-independent form of the same terms and weights: every other
   sample of the global batch contributes both views of the pair (A and B) of the other
   modality, no block twice; the own sample contributes its positive and, for a variant
