@@ -29,6 +29,10 @@ CASES = {  # name -> (modality -> views per sample (0 = no view axis), objective
     "simclr": ({"video": 2}, lambda: SimCLR(SimCLRConfig(temperature=TemperatureConfig(value=0.2, learn=True)))),
     "gdt": ({"video": 4, "audio": 4},
             lambda: GDT(GDTConfig(reversal="variant", shift="invariant", temperature=TemperatureConfig(0.1, True)))),
+    # the public code's terms, split-independent, gradients through the queries only
+    "gdt_official": ({"video": 4, "audio": 4},
+                     lambda: GDT(GDTConfig(reversal="variant", shift="invariant", form="official",
+                                           temperature=TemperatureConfig(0.1, True)))),
 }
 
 

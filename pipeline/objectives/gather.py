@@ -56,3 +56,23 @@ def gather_with_grad(x: torch.Tensor, sizes: list[int] | None = None) -> tuple[t
     parts = dist_fn.all_gather(x)
     full = torch.cat([p[:n] for p, n in zip(parts, sizes)])
     return full, sum(sizes[:rank])
+
+
+@torch.no_grad()
+def gather_detached(x: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """Every rank's ``x`` [n_r, ...] as a list in rank order (no autograd), and this rank's index.
+
+    For objectives whose keys and negatives carry no gradient (the official GDT code's
+    stop-gradient): a plain ``all_gather`` suffices, and a rank's own entry is ``x`` itself
+    (detached). Uneven row counts are padded for the collective and cut again.
+    """
+    rank, size = world()
+    if size == 1:
+        return [x.detach()], 0
+    sizes = gather_sizes(x.shape[0], x.device)
+    top = max(sizes)
+    x = x.detach().contiguous()
+    padded = torch.cat([x, x.new_zeros(top - x.shape[0], *x.shape[1:])]) if x.shape[0] < top else x
+    parts = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(parts, padded)
+    return [p[:n] for p, n in zip(parts, sizes)], rank

@@ -13,10 +13,14 @@ hard negatives of the same sample, but not the sample's other positives. Video->
 and audio->video terms are averaged; temperature 0.07. With both transformations off
 this is exactly symmetric InfoNCE (``nce.info_nce``).
 
-This is the paper's composition (a pair is positive iff positive under every factor).
-The public code approximates it per factor (hypotheses 6-9 average pairwise losses with
-one hard negative each) and detaches its keys; here keys carry gradients so the result
-equals one process on the concatenated batch (scaling contract: see ``nce.py``).
+FORMS (``gdt.form``): the above is ``joint``, the paper's composition (a pair is positive
+iff positive under every factor) as one cross-entropy per positive; its keys carry
+gradients, so the result equals one process on the concatenated batch (scaling contract:
+see ``nce.py``). The public code instead averages pairwise terms per factor and
+back-propagates only through the queries: ``official_exact`` (its value exactly,
+including its dependence on the split over GPUs) and ``official`` (the same terms and
+weights, independent of the split); see ``gdt_official.py``. Measured on the same
+embeddings, the forms differ (tests/parity/README.md, "GDT loss").
 
 INPUT CONTRACT: ``out["video"]`` and ``out["audio"]`` are [n, K, D] with the views in
 the loader's order (``clip_sample.view_layout`` with copies=1): view k = s * R + r with
@@ -34,10 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import ConfigError
+from pipeline.objectives import gdt_official
 from pipeline.objectives.gather import gather_sizes, gather_with_grad, world
 from pipeline.objectives.nce import Temperature, TemperatureConfig, prepare
 
 MODES = ("off", "invariant", "variant")
+FORMS = ("joint", "official", "official_exact")
 
 
 @dataclass
@@ -46,6 +52,15 @@ class GDTConfig:
     shift: str = field(default="off", metadata={"help": f"time shift: {' | '.join(MODES)}"})
     temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
     normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings before the dot product"})
+    form: str = field(default="joint", metadata={
+        "help": "joint: the paper's composition, one cross-entropy over a positive mask, keys with gradients; "
+                "official: the public code's weighted sum of pairwise terms, gradients through the queries "
+                "only, independent of the split over GPUs; official_exact: the public code's value exactly, "
+                "which depends on the split over GPUs and repeats some negatives",
+        "choices": FORMS})
+    simulate_ranks: int = field(default=1, metadata={
+        "help": "official_exact in ONE process only: split the batch into this many simulated GPUs "
+                "(auditing the public code's multi-GPU value); 1 = the real ranks", "min": 1})
 
     def __post_init__(self) -> None:
         # YAML 1.1 reads a bare `off` as false: `shift: off` arrives here as "False"
@@ -57,6 +72,11 @@ class GDTConfig:
         for key in ("reversal", "shift"):
             if getattr(self, key) not in MODES:
                 raise ConfigError(f"gdt.{key}: unknown mode {getattr(self, key)!r}; choose from {', '.join(MODES)}")
+        if self.form not in FORMS:
+            raise ConfigError(f"gdt.form: unknown form {self.form!r}; choose from {', '.join(FORMS)}")
+        if self.simulate_ranks != 1 and self.form != "official_exact":
+            raise ConfigError(f"gdt.simulate_ranks={self.simulate_ranks}: only the official_exact form "
+                              f"depends on the ranks; with gdt.form={self.form} leave it at 1")
 
     def loader_clip(self) -> dict:
         """The loader's clip settings that produce this objective's views."""
@@ -110,6 +130,7 @@ class GDT(nn.Module):
         self.register_buffer("pos", pos, persistent=False)
         self.register_buffer("hard", hard, persistent=False)
         self.temperature = Temperature(cfg.temperature)
+        self.plan = gdt_official.terms(cfg.reversal, cfg.shift)
 
     def _views(self, out: dict[str, torch.Tensor], mod: str) -> torch.Tensor:
         k = self.pos.shape[0]
@@ -129,6 +150,20 @@ class GDT(nn.Module):
         if v.shape != a.shape:
             raise ValueError(f"gdt: video {tuple(v.shape)} and audio {tuple(a.shape)} embeddings differ in shape")
         t = self.temperature()
+        if self.cfg.form == "joint":
+            loss, metrics = self._joint(v, a, t)
+        elif self.cfg.form == "official":
+            loss, metrics = gdt_official.official(v, a, self.plan, t)
+        else:
+            loss, metrics = gdt_official.official_exact(v, a, self.plan, t, self.cfg.simulate_ranks)
+        with torch.no_grad():
+            sim = torch.einsum("nkd,njd->nkj", v, a)  # own-sample cross-modal similarities
+            metrics.update({"sim_pos": sim[:, self.pos].mean(), "temperature": torch.as_tensor(t).detach().clone()})
+            if self.hard.any():
+                metrics["sim_hard"] = sim[:, self.hard].mean()
+        return loss, metrics
+
+    def _joint(self, v: torch.Tensor, a: torch.Tensor, t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = v.shape[0]
         both, offset = gather_with_grad(torch.stack([v, a], dim=1), gather_sizes(n, v.device))
         total, ws = both.shape[0], world()[1]
@@ -136,15 +171,9 @@ class GDT(nn.Module):
         loss_av, ok_av, _ = _direction(a, both[:, 0], self.pos.t(), self.hard.t(), offset, t)
         per_sample = terms // n  # P positive pairs per sample and direction
         loss = 0.5 * (loss_va + loss_av) * (ws / (total * per_sample))
-        with torch.no_grad():
-            sim = torch.einsum("nkd,njd->nkj", v, a)  # own-sample cross-modal similarities
-            metrics = {"acc_v2a": ok_va / terms, "acc_a2v": ok_av / terms,
-                       "sim_pos": sim[:, self.pos].mean(),
-                       "temperature": torch.as_tensor(t).detach().clone(),
-                       # samples each row is scored against: this rank's and every other's
-                       "global_batch": torch.tensor(float(total))}
-            if self.hard.any():
-                metrics["sim_hard"] = sim[:, self.hard].mean()
+        metrics = {"acc_v2a": ok_va.detach() / terms, "acc_a2v": ok_av.detach() / terms,
+                   # samples each row is scored against: this rank's and every other's
+                   "global_batch": torch.tensor(float(total))}
         return loss, metrics
 
 
