@@ -36,7 +36,8 @@ def loader_for(export_dir: Path, shards: str, batch_size: int, workers: int, cli
     if (export_dir / "audio").exists():
         a = read_spec(export_dir / "audio")["input"]
         overrides += [f"audio.rate={a['rate']}", f"audio.seconds={a['seconds']}", f"audio.n_mels={a['n_mels']}",
-                      f"audio.win_ms={a['win_ms']}", f"audio.hop_ms={a['hop_ms']}"]
+                      f"audio.win_ms={a['win_ms']}", f"audio.hop_ms={a['hop_ms']}",
+                      f"audio.features={a.get('audio_features', 'logmel')}"]  # exports before it: log-mel
     if (export_dir / "text").exists():
         overrides.append(f"clip.text_len={read_spec(export_dir / 'text')['input']['max_len']}")
     return ClipLoader(load_config(LoaderConfig, [], overrides))

@@ -12,10 +12,17 @@ from safetensors.torch import load_file
 from pipeline.config import MISSING, load_config, save_config
 from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_open, save_safetensors, write_json
+from pipeline.loader.audio_features import feature_shape
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 
 log = logging.getLogger(__name__)
+
+FEATURES_TEXT = {  # the audio input spec's description, per loader.audio.features
+    "logmel": "torchaudio MelSpectrogram(power) -> AmplitudeToDB(top_db=80) -> per-clip standardisation",
+    "gdt": "GDT's: python_speech_features logfbank of int16 samples (n_fft 1024) -> (x - 1.93) / 17.89",
+    "selavi": "SeLaVi's: python_speech_features logfbank of int16 samples (n_fft 1024), not normalised",
+}
 
 
 @dataclass
@@ -34,8 +41,8 @@ def _input_spec(cfg: TrainConfig, kind: str, fps: float | None) -> dict:
     if kind == "audio":
         a = lc.audio
         return {"rate": a.rate, "seconds": a.seconds, "n_mels": a.n_mels, "win_ms": a.win_ms,
-                "hop_ms": a.hop_ms, "layout": "B,1,n_mels,frames",
-                "features": "torchaudio MelSpectrogram(power) -> AmplitudeToDB(top_db=80) -> per-clip standardisation"}
+                "hop_ms": a.hop_ms, "layout": "B,1,n_mels,frames", "audio_features": a.features,
+                "frames": feature_shape(a)[1], "features": FEATURES_TEXT[a.features]}
     return {"tokenizer": "bytes: 0 pad, 1..256 UTF-8 byte+1, 257 bos, 258 eos", "max_len": lc.clip.text_len,
             "layout": "ids B,L + lengths B"}
 
@@ -97,7 +104,7 @@ def _example(spec: dict) -> torch.Tensor:
     i = spec["input"]
     if spec["kind"] == "video":
         return torch.zeros(1, 3, i["frames"], i["size"], i["size"])
-    frames = int(i["seconds"] * 1000 / i["hop_ms"]) + 1
+    frames = i.get("frames", int(i["seconds"] * 1000 / i["hop_ms"]) + 1)  # exports before "frames": log-mel
     return torch.zeros(1, 1, i["n_mels"], frames)
 
 

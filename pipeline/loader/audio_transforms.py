@@ -12,12 +12,19 @@ import numpy as np
 import torch
 import torchaudio
 
+from pipeline.errors import ConfigError
+
 
 @dataclass
 class AudioConfig:
     rate: int = field(default=16000, metadata={"help": "sample rate the shards store, Hz", "min": 8000, "max": 192000})
     seconds: float = field(default=1.0, metadata={"help": "audio window length, centred on the clip", "above": 0})
-    n_mels: int = field(default=40, metadata={"help": "mel bins", "min": 1})
+    features: str = field(default="logmel", metadata={
+        "help": "logmel: torchaudio log-mel, per-clip standardised (the project's); gdt / selavi: the papers' "
+                "python_speech_features logfbank on int16 samples (pre-emphasis, rectangular window, n_fft 1024, "
+                "uncentred frames: 99 for 1 s), gdt then z-normalised as GDT's code (audio_features.py)",
+        "choices": ["logmel", "gdt", "selavi"]})
+    n_mels: int = field(default=40, metadata={"help": "mel bins (filters): GDT 40, SeLaVi 257", "min": 1})
     win_ms: float = field(default=20.0, metadata={"help": "STFT window, ms", "above": 0})
     hop_ms: float = field(default=10.0, metadata={"help": "STFT hop, ms", "above": 0})
     volume: tuple[float, float] = field(default=(0.9, 1.1), metadata={"help": "volume jitter range (training)", "min": 0})
@@ -26,6 +33,11 @@ class AudioConfig:
     freq_mask_width: int = field(default=6, metadata={"help": "max width of a frequency mask, bins", "min": 0})
     time_masks: int = field(default=1, metadata={"help": "SpecAugment time masks (training)", "min": 0})
     time_mask_width: int = field(default=15, metadata={"help": "max width of a time mask, frames", "min": 0})
+
+    def check(self) -> None:
+        if self.features != "logmel" and self.rate * self.win_ms / 1000 > 1024:
+            raise ConfigError(f"the {self.features} features take a 1024-point FFT: a window of "
+                              f"{self.win_ms} ms at {self.rate} Hz is longer", key="win_ms")
 
 
 class LogMel(torch.nn.Module):

@@ -12,7 +12,7 @@ It draws nothing at random: every parameter came from the worker's seeded Genera
 so the output is a function of the batch, and a resumed run gets the same input.
 
 Output (as the models take it): ``video`` float [B, V, 3, T, S, S] normalised,
-``audio`` float [B, V, 1, n_mels, frames] standardised log-mel, ``boxes`` [B, V, T, 4],
+``audio`` float [B, V, 1, n_mels, frames] features (``audio.features``), ``boxes`` [B, V, T, 4],
 ``text`` / ``text_len`` / ``label`` int64, ``has_audio`` bool, ``start`` [B, positions]
 seconds; ``key`` and ``skipped`` as they came. V orders views (position, copy,
 direction) as ``sample.view_layout``; reversed views are their source played backwards.
@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.loader.audio_transforms import AudioConfig, LogMel, apply_spec_masks
+from pipeline.loader.audio_features import AudioFeatures
+from pipeline.loader.audio_transforms import AudioConfig, apply_spec_masks
 from pipeline.loader.colour_jitter import ColourAffine, normalised_affine
 from pipeline.loader.sample import ClipConfig
 from pipeline.loader.video_transforms import VideoAugConfig
@@ -39,7 +40,7 @@ class DeviceAugment(torch.nn.Module):
         self.freq_masks = audio.freq_masks
         self.dtype = dtype  # of video and audio (e.g. bf16 training); None keeps float32
         self.colour = ColourAffine()
-        self.logmel = LogMel(audio)
+        self.features = AudioFeatures(audio)
 
     @classmethod
     def from_loader(cls, cfg, dtype: torch.dtype | None = None) -> "DeviceAugment":
@@ -81,10 +82,9 @@ class DeviceAugment(torch.nn.Module):
 
     def audio(self, wave: torch.Tensor, gain: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """int16 [B, P, n] with gains [B, P] and SpecAugment bands [B, P, M, 2] ->
-        standardised log-mel [B, P, 1, n_mels, frames]."""
+        features [B, P, 1, n_mels, frames] (log-mel, or the papers' ``gdt`` / ``selavi``)."""
         b, p, n = wave.shape
-        x = (wave.float() / 32768.0 * gain.float()[..., None]).clamp_(-1.0, 1.0)
-        spec = self.logmel(x.reshape(b * p, n))
+        spec = self.features(wave.reshape(b * p, n), gain.reshape(b * p))
         spec = apply_spec_masks(spec, masks.reshape(b * p, *masks.shape[2:]), self.freq_masks)
         return spec.reshape(b, p, *spec.shape[1:])
 

@@ -19,7 +19,8 @@ import torch
 
 from pipeline.io.wav import read_pcm_window, wav_layout
 from pipeline.loader import tokenizer
-from pipeline.loader.audio_transforms import AudioConfig, LogMel, draw_gain, draw_spec_masks
+from pipeline.loader.audio_features import feature_shape
+from pipeline.loader.audio_transforms import AudioConfig, draw_gain, draw_spec_masks
 from pipeline.loader.boxes import box_table, frame_boxes
 from pipeline.loader.decode import get_decoder
 from pipeline.loader.video_transforms import VideoAugConfig, crop_clip
@@ -78,7 +79,7 @@ class SampleDecoder:
         self.sources = [(p, c) for p in range(clip.positions) for c in range(clip.copies)]
         self.decode_frames = get_decoder(clip.backend, clip.decode_device) if "video" in self.modalities else None
         self.wave_len = int(round(audio.seconds * audio.rate))
-        self.spec_shape = tuple(LogMel(audio)(torch.zeros(self.wave_len)).shape[-2:])
+        self.spec_shape = feature_shape(audio)
 
     @property
     def shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -150,7 +151,9 @@ class SampleDecoder:
         if "video" in self.modalities:
             fields.update(boxes=np.stack(boxes), jitter=np.stack(jitter), jitter_order=np.stack(order))
         if "audio" in self.modalities:
-            fields.update(gain=np.asarray(gains, np.float32), spec_masks=np.stack(masks))
+            # float64, as drawn: the gdt / selavi features scale int16 samples by it in float64,
+            # as the official code does (a float32 gain moves SeLaVi's features by ~2e-6)
+            fields.update(gain=np.asarray(gains, np.float64), spec_masks=np.stack(masks))
         text = raw.get("txt", b"").decode("utf-8") if raw.get("txt") else ""
         ids, n = tokenizer.encode(text, self.clip.text_len)
         fields.update(key=raw["__key__"], text=ids, text_len=n,
