@@ -55,14 +55,21 @@ class ImportConfig:
 
 
 def _needs(path: Path, err: Exception) -> str:
-    """The classes a checkpoint asks the unpickler for, as far as torch can tell."""
+    """The classes or functions a checkpoint asks the unpickler for ("" when the refusal
+    was about something else, e.g. a file that is no pickle at all)."""
     with contextlib.suppress(Exception):
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        names = [n for n in found if n != "argparse.Namespace"]
-        if names:
-            return ", ".join(names)
+        found = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+                 if n != "argparse.Namespace"]
+        if found:
+            return ", ".join(found)
     match = re.search(r"GLOBAL ([\w.]+)", str(err))
-    return match.group(1) if match else str(err).strip().splitlines()[0]
+    return match.group(1) if match else ""
+
+
+def _why(err: Exception) -> str:
+    text = str(err).strip()
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    return (detail.group(1) if detail else text.splitlines()[0] if text else type(err).__name__).strip()
 
 
 def read_checkpoint(path: Path) -> object:
@@ -73,14 +80,16 @@ def read_checkpoint(path: Path) -> object:
         with torch.serialization.safe_globals(SAFE_EXTRA):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        needs = _needs(path, err)
+        if not needs:
+            raise InputError(f"{path}: not a readable PyTorch checkpoint ({_why(err)})") from None
         raise InputError(
-            f"{path}: needs more than torch.load(weights_only=True) may read (it pickles code: "
-            f"{_needs(path, err)}); import reads tensors and plain data only. Where you trust the file, "
-            f"keep its weights alone: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+            f"{path}: needs more than torch.load(weights_only=True) may read (it pickles code: {needs}); "
+            f"import reads tensors and plain data only. Where you trust the file, keep its weights alone: "
+            f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
             f"torch.save({{'model': c['model']}}, '{path.with_suffix('.weights.pth')}')\"") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({_why(err)})") from None
 
 
 def state_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
