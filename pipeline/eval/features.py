@@ -68,9 +68,10 @@ def _encode(net, batch: dict, mod: str) -> tuple[torch.Tensor, torch.Tensor]:
 def _with_head(folder: Path, pretrained: bool, device: str) -> WithHead:
     """Backbone and head; an export without a head (an imported supervised backbone) gets
     the identity, so its embedding column is its backbone feature."""
-    if "head" in read_spec(folder):
+    spec = read_spec(folder)
+    if "head" in spec:
         return load_backbone(folder, with_head=True, pretrained=pretrained, device=device)
-    return WithHead(load_backbone(folder, pretrained=pretrained, device=device), nn.Identity(), read_spec(folder)["kind"])
+    return WithHead(load_backbone(folder, pretrained=pretrained, device=device), nn.Identity(), spec["kind"])
 
 
 @torch.no_grad()

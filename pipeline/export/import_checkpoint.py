@@ -124,7 +124,7 @@ def _check(path: Path, what: str, build, have: dict[str, torch.Tensor]) -> int:
 
 
 def _spec(tower: Tower, mapped: Mapped, path: Path, digest: str, out_dim: int) -> dict:
-    spec = {"format": 1, "kind": tower.kind, "name": tower.name, "args": {}, "out_dim": out_dim,
+    spec = {"format": 1, "kind": tower.kind, "name": tower.name, "args": tower.args, "out_dim": out_dim,
             "input": tower.input, "method": mapped.method, "source": str(path),
             "import": {"layout": mapped.layout, "sha256": digest, "dropped": mapped.dropped}}
     if tower.head is not None:
@@ -150,7 +150,9 @@ def _target(out: Path) -> None:
 
 
 def _publish(staged: Path, out: Path) -> None:
-    """Swap the finished folder in: ``out`` holds the old export or the new one, never a mix."""
+    """Swap the finished folder in: ``out`` holds the old export or the new one, never a
+    mix (between the two renames it is briefly absent; a crash there leaves both folders
+    beside it, ``.OUT.old-*`` and ``.OUT.import-*``)."""
     if out.exists():
         old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
         os.replace(out, old / "x")
@@ -171,7 +173,7 @@ def import_checkpoint(path: Path, out: Path, head: int = 0, cfg: ImportConfig | 
         raise InputError(f"{path}: {err}") from None
     dims = {}
     for t in mapped.towers:
-        dims[t.kind] = _check(path, f"{t.kind} backbone", lambda: BUILDERS[t.kind](t.name), t.backbone)
+        dims[t.kind] = _check(path, f"{t.kind} backbone", lambda: BUILDERS[t.kind](t.name, **t.args), t.backbone)
         if t.head is not None:
             w0, w3 = t.head["net.0.weight"], t.head["net.3.weight"]
             _check(path, f"{t.kind} head", lambda: ProjectionHead(w0.shape[1], w3.shape[0], w0.shape[0]), t.head)
@@ -190,7 +192,8 @@ def import_checkpoint(path: Path, out: Path, head: int = 0, cfg: ImportConfig | 
         raise
     for prefix, why in mapped.dropped.items():
         log.info("dropped %s* (%s)", prefix, why)
-    log.info("imported %s (%s layout) -> %s: %s", path, mapped.layout, out, ", ".join(t.kind for t in mapped.towers))
+    log.info("imported %s (%s layout) -> %s: %s", path, mapped.layout, out,
+             ", ".join(t.kind for t in mapped.towers))
     return {t.kind: str(out / t.kind) for t in mapped.towers}
 
 

@@ -41,13 +41,22 @@ _HEAD = re.compile(r"^mlp_([vat])(\d*)\.")
 
 @dataclass
 class Tower:
-    """One exported modality: backbone (project keys), optional head (ProjectionHead keys)."""
+    """One exported modality: backbone (project keys), optional head (ProjectionHead keys);
+    ``args`` overrides the preset's block counts when the checkpoint has other depths
+    (R(2+1)D-34: 3-4-6-3, ResNet-18 audio: 2-2-2-2), read from its ``layer<i>.<j>`` keys."""
     kind: str
     name: str
     backbone: dict[str, torch.Tensor]
     input: dict
     head: dict[str, torch.Tensor] | None = None
     normalize: bool = True
+    args: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from pipeline.models.registry import FAMILIES
+        found = [len({k.split(".")[1] for k in self.backbone if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+        if all(found) and found != list(FAMILIES[self.kind].presets[self.name].blocks):
+            self.args = {"blocks": found}
 
 
 @dataclass

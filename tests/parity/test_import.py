@@ -119,6 +119,21 @@ def test_torchvision_r2plus1d_18_equals_torchvision(tmp_path):
         assert torch.equal(net.head(net.backbone(x)), net.backbone(x))
 
 
+def test_other_depths_are_read_from_the_keys(tmp_path):
+    """A torchvision-layout R(2+1)D with one block per stage imports as r2plus1d_18 with
+    ``blocks: [1, 1, 1, 1]`` (the same rule gives R(2+1)D-34 its 3-4-6-3)."""
+    from torchvision.models.video import r2plus1d_18
+    state = {k: fill(k, list(v.shape), str(v.dtype)[6:]) for k, v in r2plus1d_18().state_dict().items()
+             if not any(k.startswith(f"layer{i}.1.") for i in range(1, 5))}
+    torch.save(state, tmp_path / "shallow.pth")
+    assert _import(tmp_path / "shallow.pth", tmp_path / "export")[0] == 0
+    spec = json.loads((tmp_path / "export" / "video" / "config.json").read_text())
+    assert spec["args"] == {"blocks": [1, 1, 1, 1]}
+    net = load_backbone(tmp_path / "export" / "video")
+    assert sum(p.numel() for p in net.parameters()) == sum(v.numel() for k, v in state.items()
+                                                            if k.endswith(("weight", "bias")) and "fc." not in k)
+
+
 class Opaque:
     """Pickles as a call to ``os.mkdir``: reading it must not run it."""
 
@@ -136,6 +151,14 @@ def test_pickled_code_is_refused_without_running_it(tmp_path, capsys):
     assert rc == 1 and len(err.strip().splitlines()) == 1
     assert str(ckpt) in err and "weights_only=True" in err and "mkdir" in err
     assert not marker.exists() and not (tmp_path / "export").exists()
+
+    # a full training checkpoint: GDT's scheduler state holds a pickled MultiStepLR object
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    full = {"model": {"stem.0.weight": torch.zeros(1)},
+            "lr_scheduler": {"after_scheduler": torch.optim.lr_scheduler.MultiStepLR(opt, [10])}}
+    torch.save(full, tmp_path / "full.pth", _use_new_zipfile_serialization=False)
+    rc, err = _import(tmp_path / "full.pth", tmp_path / "export", capsys=capsys)
+    assert rc == 1 and "MultiStepLR" in err and "full.weights.pth" in err
 
 
 def test_unknown_layout_and_stray_keys_are_refused(tmp_path, capsys):
