@@ -45,6 +45,9 @@ STAGES = _table(
     Stage("export", "pipeline.export.export:ExportConfig", "pipeline.export.export:run",
           "export each backbone of a run as safetensors + JSON (load with pipeline.load_backbone)",
           positional=("run_dir",)),
+    Stage("import", "pipeline.export.import_checkpoint:ImportConfig", "pipeline.export.import_checkpoint:run",
+          "a published checkpoint (GDT, SeLaVi, torchvision r2plus1d_18) as an export folder (weights-only read)",
+          positional=("checkpoint",)),
     Stage("eval", "pipeline.eval.stage:EvalConfig", "pipeline.eval.stage:run",
           "kNN, linear probe, retrieval, clustering (and mAP) vs random init -> eval.json; "
           "protocol=linear|retrieval|esc50|clustering: the papers' downstream protocols"),

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from pipeline.config import load_config
 from pipeline.eval.batches import device_batches, eval_device
 from pipeline.eval.feature_store import FeatureSet, FeatureWriter
-from pipeline.export.load import load_backbone, read_spec
+from pipeline.export.load import WithHead, load_backbone, read_spec
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 
 MODALITIES = ("video", "audio", "text")
@@ -65,6 +66,15 @@ def _encode(net, batch: dict, mod: str) -> tuple[torch.Tensor, torch.Tensor]:
     return feat.view(b, v, -1).mean(1), emb.view(b, v, -1).mean(1)
 
 
+def _with_head(folder: Path, pretrained: bool, device: str) -> WithHead:
+    """Backbone and head; an export without a head (an imported supervised backbone) gets
+    the identity, so its embedding column is its backbone feature."""
+    spec = read_spec(folder)
+    if "head" in spec:
+        return load_backbone(folder, with_head=True, pretrained=pretrained, device=device)
+    return WithHead(load_backbone(folder, pretrained=pretrained, device=device), nn.Identity(), spec["kind"])
+
+
 @torch.no_grad()
 def extract(export_dir: str | Path, shards: str, folder: str | Path, pretrained: bool = True,
             batch_size: int = 32, workers: int = 2, seed: int = 0, clips: int = 1,
@@ -79,8 +89,7 @@ def extract(export_dir: str | Path, shards: str, folder: str | Path, pretrained:
         return done
     torch.manual_seed(seed)  # the random-init baseline is the same network every time
     device = eval_device()
-    nets = {m: load_backbone(export_dir / m, with_head=True, pretrained=pretrained, device=str(device))
-            for m in mods}
+    nets = {m: _with_head(export_dir / m, pretrained, str(device)) for m in mods}
     writer = FeatureWriter(folder)
     try:
         loader = loader_for(export_dir, shards, batch_size, workers, clips)

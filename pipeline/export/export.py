@@ -78,9 +78,6 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
         if not bb:
             raise InputError(f"{weights}: no weights for the {kind} backbone")
         folder = out / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        save_safetensors(folder / "backbone.safetensors", {k: v.contiguous() for k, v in bb.items()})
-        save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in head.items()})
         hidden = head["net.0.weight"].shape[0]
         spec = {"format": 1, "kind": kind, "name": tower.name, "args": dict(tower.args),
                 "out_dim": int(head["net.0.weight"].shape[1]),
@@ -88,7 +85,7 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
                          "out_dim": int(head["net.3.weight"].shape[0]), "normalize": cfg.model.normalize},
                 "input": _input_spec(cfg, kind, _shard_fps(cfg)), "method": cfg.method,
                 "source": str(run_dir)}
-        write_json(folder / "config.json", spec, indent=2)
+        write_tower(folder, bb, head, spec)
         if torchscript and kind != "text":
             from pipeline.export.load import load_backbone
             net = load_backbone(folder)
@@ -98,6 +95,17 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
         exported[kind] = str(folder)
     log.info("exported %s -> %s", ", ".join(exported), out)
     return exported
+
+
+def write_tower(folder: Path, backbone: dict, head: dict | None, spec: dict) -> None:
+    """One modality of an export: ``backbone.safetensors``, ``head.safetensors`` (when
+    there is a head) and ``config.json``, each written atomically; shared by ``export``
+    and ``import`` (published checkpoints) so both give the same format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors(folder / "backbone.safetensors", {k: v.contiguous() for k, v in backbone.items()})
+    if head is not None:
+        save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in head.items()})
+    write_json(folder / "config.json", spec, indent=2)
 
 
 def _example(spec: dict) -> torch.Tensor:
