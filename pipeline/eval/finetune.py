@@ -106,11 +106,19 @@ def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig
     epoch = max(1, rounding(videos * fc.clips_per_video / per_step))  # optimizer steps per epoch
     loader = dataclasses.replace(lc, shards=split.train, sources=[], resampled=True, train=True,
                                  epoch_batches=epoch * cfg.ds.grad_accum, clip=clip, video=video)
-    optim = dataclasses.replace(cfg.optim, warmup_steps=round(fc.warmup_epochs * epoch), steps_per_epoch=epoch,
-                                milestones=[round(m * epoch) for m in fc.milestones])
+    optim = epoch_optim(cfg, epoch)
     tuned = dataclasses.replace(fc, backbone=export, classes=fc.classes or len(classes))
     return dataclasses.replace(cfg, out=str(Path(cfg.out) / split.name), steps=max(1, round(fc.epochs * epoch)),
                                loader=loader, optim=optim, finetune=tuned)
+
+
+def epoch_optim(cfg: TrainConfig, steps_per_epoch: int):
+    """The recipe's optimizer settings with the warm-up and milestones (in epochs) turned
+    into optimizer steps, for an epoch of ``steps_per_epoch`` steps."""
+    fc = cfg.finetune
+    return dataclasses.replace(cfg.optim, warmup_steps=round(fc.warmup_epochs * steps_per_epoch),
+                               steps_per_epoch=steps_per_epoch,
+                               milestones=[round(m * steps_per_epoch) for m in fc.milestones])
 
 
 def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:

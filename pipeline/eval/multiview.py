@@ -30,6 +30,13 @@ def spatial_crops(video: torch.Tensor, size: int, crops: int) -> torch.Tensor:
     return torch.stack([video[..., top:top + size, x:x + size] for x in lefts], dim=2)
 
 
+def view_scores(logits: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """[B, P, X, classes] logits of every view -> [B, classes]: the mean softmax, or the
+    mean logits (GDT's eval_video.py). They can rank classes differently: a view that is
+    very sure counts for more in the logits."""
+    return (logits.softmax(-1) if aggregate == "softmax" else logits).mean((1, 2))
+
+
 @torch.no_grad()
 def predict(method, loader, device: torch.device, size: int, crops: int, label_ids: np.ndarray,
             chunk: int = 32, aggregate: str = "softmax") -> dict:
@@ -50,8 +57,7 @@ def predict(method, loader, device: torch.device, size: int, crops: int, label_i
         label = torch.as_tensor(label_ids[batch["label"].cpu().numpy()], device=logits.device)
         keys.extend(batch["key"])
         labels.append(label.cpu().numpy())
-        scores = logits.softmax(-1) if aggregate == "softmax" else logits
-        probs.append(scores.mean((1, 2)).cpu().numpy())
+        probs.append(view_scores(logits, aggregate).cpu().numpy())
         hits.append((logits[:, :, x // 2].argmax(-1) == label[:, None]).sum(1).cpu().numpy())
         clips.append(np.full(b, p))
     method.train(was_training)
