@@ -223,8 +223,7 @@ def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
     rows = {name: json.loads(p.read_text()) for name, p in paths.items()}
     keys = ("video_top1", "clip_top1")
     fc = cfg.finetune
-    summary = {"definition": DEFINITION.format(clips=fc.test_clips, crops=fc.test_crops,
-                                               aggregate="softmax" if fc.aggregate == "softmax" else "logits"),
+    summary = {"definition": DEFINITION.format(clips=fc.test_clips, crops=fc.test_crops, aggregate=fc.aggregate),
                "pretrained": fc.pretrained, "splits": rows, "reported": "final epoch",
                "mean": {k: float(np.mean([r[k] for r in rows.values()])) for k in keys}, "complete": True}
     if all("best" in r for r in rows.values()):
