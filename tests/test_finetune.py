@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.config import CONFIGS, load_config
-from pipeline.eval.finetune import run_parts
-from pipeline.eval.multiview import accuracies, spatial_crops
+from pipeline.eval.finetune import SELECTED, Split, result_row, run_parts
+from pipeline.eval.multiview import accuracies, spatial_crops, view_scores
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import free_port
 from pipeline.train.methods import build_method
@@ -59,6 +59,26 @@ def test_three_crops_and_video_level_grouping():
     acc = accuracies(pred)
     assert acc["video_top1"] == 0.5 and acc["clip_top1"] == pytest.approx(3 / 6)
     assert acc["n_test_videos"] == 2 and acc["n_test_samples"] == 3
+
+
+def test_logits_and_softmax_averages_are_both_offered_and_can_disagree():
+    # one sample, three views: two say class 0 mildly, one says class 1 with a very large logit
+    logits = torch.tensor([[[[2.0, 0.0]], [[2.0, 0.0]], [[0.0, 9.0]]]])  # [B=1, P=3, X=1, 2]
+    assert view_scores(logits, "softmax").argmax(-1).item() == 0
+    assert view_scores(logits, "logits").argmax(-1).item() == 1
+    assert torch.equal(view_scores(logits, "logits"), logits.mean((1, 2)))
+
+
+def test_best_epoch_is_reported_beside_the_final_one_and_marked(tiny_export, split_root, tmp_path):
+    cfg = config(tmp_path, tiny_export, split_root, "finetune.classes=4")
+    tested = {e: {"epoch": e, "steps": e, "video_top1": v, "clip_top1": v / 2}
+              for e, v in ((7, 0.5), (8, 0.7), (9, 0.7), (11, 0.6))}
+    row = result_row(cfg, tested, str(tiny_export), Split("split1", "tr", "te"), 1)
+    assert row["video_top1"] == 0.6 and row["final_epoch"] == 11  # the result is the final epoch
+    assert row["best"] == {"epoch": 8, "video_top1": 0.7, "clip_top1": 0.35, "selection": SELECTED,
+                           "epochs_considered": [7, 8, 9, 11]}  # the first of equal epochs, as eval_video.py
+    assert "test split" in SELECTED
+    assert "best" not in result_row(cfg, {11: tested[11]}, str(tiny_export), Split("split1", "tr", "te"), 1)
 
 
 def test_finetune_trains_tests_and_resumes_exactly(tiny_export, split_root, tmp_path):
@@ -122,6 +142,12 @@ def test_bad_values_and_layouts_fail_before_any_work(tiny_export, split_root, tm
     res = subprocess.run(base + [f"finetune.splits=[{split_root}]", "finetune.test_crops=2"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "'finetune.test_crops'" in res.stderr
+    res = subprocess.run(base + [f"finetune.splits=[{split_root}]", "finetune.pixel_mean=[0.45]",
+                                 "finetune.pixel_std=[0.225]"], capture_output=True, text=True)
+    assert res.returncode == 2 and "finetune.pixel_mean" in res.stderr and "3 values" in res.stderr
+    res = subprocess.run(base + [f"finetune.splits=[{split_root}]", "finetune.test_epochs=[6]"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "finetune.test_epochs" in res.stderr
     res = subprocess.run(base + [f"finetune.splits=[{split_root / 'train'}]"], capture_output=True, text=True)
     assert res.returncode == 1 and "not a finished shard folder" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "ft" / "split1").exists()

@@ -7,7 +7,11 @@ milestones of the recipe become optimizer steps for this world size (an epoch dr
 ``clips_per_video`` random clips per training video), the ``finetune`` method trains on
 the DeepSpeed engine (multi-rank, checkpoints, exact resume: a requeued job re-plans
 the same steps and resumes), and the final weights are tested at video level (softmax
-over 10 clips x 3 crops) and clip level. ``DIR/split<k>/test.json`` per split,
+or logits averaged over 10 clips x 3 crops) and clip level. With ``test_epochs`` the
+run stops after each of those epochs to score the test split too (GDT's eval_video.py
+does so after epochs 7-11 and reports the best): the final epoch is the result, the
+best epoch is reported beside it, marked as selected on the test split.
+``DIR/split<k>/test.json`` per split (``epochs/epoch<e>.json`` per tested epoch),
 ``DIR/finetune.json`` with every split and the mean once all exist.
 """
 from __future__ import annotations
@@ -38,8 +42,9 @@ from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
 
 log = logging.getLogger(__name__)
-DEFINITION = ("video-level top-1: softmax averaged over {clips} uniformly spaced clips x {crops} spatial "
+DEFINITION = ("video-level top-1: {aggregate} averaged over {clips} uniformly spaced clips x {crops} spatial "
               "crops of every test video (GDT's test); clip-level top-1: each clip's centre crop on its own")
+SELECTED = "selected on the test split, as the paper reports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +98,27 @@ def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig
     lc = cfg.loader
     clip = dataclasses.replace(lc.clip, positions=1, copies=1, reverse=False,
                                **({"frames": spec["frames"], "stride": spec["stride"]} if fc.match_export else {}))
-    video = dataclasses.replace(lc.video, mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+    mean, std = (fc.pixel_mean, fc.pixel_std) if fc.pixel_mean else (spec["mean"], spec["std"])
+    video = dataclasses.replace(lc.video, mean=tuple(mean), std=tuple(std),
                                 **({"size": spec["size"]} if fc.match_export else {}))
     per_step = lc.batch_size * world * cfg.ds.grad_accum
-    epoch = max(1, math.ceil(videos * fc.clips_per_video / per_step))  # optimizer steps per epoch
+    rounding = math.floor if fc.drop_last else math.ceil
+    epoch = max(1, rounding(videos * fc.clips_per_video / per_step))  # optimizer steps per epoch
     loader = dataclasses.replace(lc, shards=split.train, sources=[], resampled=True, train=True,
                                  epoch_batches=epoch * cfg.ds.grad_accum, clip=clip, video=video)
-    optim = dataclasses.replace(cfg.optim, warmup_steps=round(fc.warmup_epochs * epoch),
-                                milestones=[round(m * epoch) for m in fc.milestones])
+    optim = epoch_optim(cfg, epoch)
     tuned = dataclasses.replace(fc, backbone=export, classes=fc.classes or len(classes))
     return dataclasses.replace(cfg, out=str(Path(cfg.out) / split.name), steps=max(1, round(fc.epochs * epoch)),
                                loader=loader, optim=optim, finetune=tuned)
+
+
+def epoch_optim(cfg: TrainConfig, steps_per_epoch: int):
+    """The recipe's optimizer settings with the warm-up and milestones (in epochs) turned
+    into optimizer steps, for an epoch of ``steps_per_epoch`` steps."""
+    fc = cfg.finetune
+    return dataclasses.replace(cfg.optim, warmup_steps=round(fc.warmup_epochs * steps_per_epoch),
+                               steps_per_epoch=steps_per_epoch,
+                               milestones=[round(m * steps_per_epoch) for m in fc.milestones])
 
 
 def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:
@@ -123,7 +138,7 @@ def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:
     if len(canonical) > fc.classes:
         raise InputError(f"{split.test}: classes {canonical[fc.classes:]} never seen in {split.train}")
     pred = gather(predict(method, ClipLoader(test_cfg, info.rank, info.world_size), info.device, size,
-                          fc.test_crops, ids))
+                          fc.test_crops, ids, aggregate=fc.aggregate))
     if (pred["labels"] < 0).any():
         raise InputError(f"{split.test}: test samples without a label")
     return accuracies(pred)
@@ -136,6 +151,9 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
         raise ConfigError(f"finetune: method must be finetune, got {cfg.method!r} "
                           "(start from pipeline/configs/finetune_ucf101.yaml)")
     fc = cfg.finetune
+    if fc.test_epochs and cfg.optim.schedule == "cosine":
+        raise ConfigError("finetune.test_epochs: needs optim.schedule step or gdt (a cosine schedule depends on "
+                          "the run's length, and each tested epoch ends a run)")
     todo = splits(cfg)
     if fc.only >= len(todo):
         raise ConfigError(f"finetune.only={fc.only}: there are {len(todo)} split(s)")
@@ -147,19 +165,55 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
         if (fc.only >= 0 and i != fc.only) or result_path.is_file():
             continue
         run_cfg = plan(cfg, split, export, info.world_size)
-        result = train(run_cfg, stop_requested)
-        if result["status"] != "done":
-            return result
-        metrics = test_split(run_cfg, split, info)
-        row = {**metrics, "pretrained": fc.pretrained, "backbone": export, "train": split.train,
-               "test": split.test, "steps": run_cfg.steps, "world_size": info.world_size,
-               "views": f"{fc.test_clips} clips x {fc.test_crops} crops"}
+        tested = {}
+        for epoch, steps in stages(run_cfg):
+            epoch_path = out / split.name / "epochs" / f"epoch{epoch:02d}.json"
+            if epoch_path.is_file():
+                tested[epoch] = json.loads(epoch_path.read_text())
+                continue
+            result = train(dataclasses.replace(run_cfg, steps=steps), stop_requested)
+            if result["status"] != "done":
+                return result
+            tested[epoch] = {"epoch": epoch, "steps": steps, **test_split(run_cfg, split, info)}
+            if info.is_main and len(stages(run_cfg)) > 1:
+                write_json(epoch_path, tested[epoch], indent=2)
+            barrier()
+        row = result_row(run_cfg, tested, export, split, info.world_size)
         if info.is_main:
             write_json(result_path, row, indent=2)
         barrier()
-        log.info("finetune %s: video-level top-1 %.3f, clip-level %.3f", split.name,
+        log.info("finetune %s: video-level top-1 %.3f, clip-level %.3f (final epoch)", split.name,
                  row["video_top1"], row["clip_top1"])
+        if "best" in row:
+            log.info("finetune %s: best tested epoch %d, video-level top-1 %.3f (%s)", split.name,
+                     row["best"]["epoch"], row["best"]["video_top1"], SELECTED)
     return {"status": "done", "out": str(out), **summarise(cfg, todo, info.is_main)}
+
+
+def stages(run_cfg: TrainConfig) -> list[tuple[int, int]]:
+    """(0-based epoch, optimizer steps at its end) of every test: the ``test_epochs`` and
+    always the final epoch."""
+    fc, per_epoch = run_cfg.finetune, run_cfg.optim.steps_per_epoch
+    final = math.ceil(fc.epochs) - 1
+    return [(e, (e + 1) * per_epoch) for e in sorted(set(fc.test_epochs) - {final})] + [(final, run_cfg.steps)]
+
+
+def result_row(run_cfg: TrainConfig, tested: dict, export: str, split: Split, world: int) -> dict:
+    """The final epoch's metrics; with several tested epochs each of them and the best,
+    marked as selected on the test split."""
+    fc = run_cfg.finetune
+    final = max(tested)
+    row = {**{k: v for k, v in tested[final].items() if k not in ("epoch", "steps")},
+           "final_epoch": final, "pretrained": fc.pretrained, "backbone": export, "train": split.train,
+           "test": split.test, "steps": run_cfg.steps, "world_size": world,
+           "views": f"{fc.test_clips} clips x {fc.test_crops} crops", "aggregate": fc.aggregate}
+    if len(tested) > 1:
+        row["per_epoch"] = {str(e): tested[e] for e in sorted(tested)}
+        best = max(sorted(tested), key=lambda e: tested[e]["video_top1"])  # the first of equals, as eval_video.py
+        row["best"] = {"epoch": best, "video_top1": tested[best]["video_top1"],
+                       "clip_top1": tested[best]["clip_top1"], "selection": SELECTED,
+                       "epochs_considered": sorted(tested)}
+    return row
 
 
 def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
@@ -169,9 +223,12 @@ def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
     rows = {name: json.loads(p.read_text()) for name, p in paths.items()}
     keys = ("video_top1", "clip_top1")
     fc = cfg.finetune
-    summary = {"definition": DEFINITION.format(clips=fc.test_clips, crops=fc.test_crops),
-               "pretrained": fc.pretrained, "splits": rows,
+    summary = {"definition": DEFINITION.format(clips=fc.test_clips, crops=fc.test_crops, aggregate=fc.aggregate),
+               "pretrained": fc.pretrained, "splits": rows, "reported": "final epoch",
                "mean": {k: float(np.mean([r[k] for r in rows.values()])) for k in keys}, "complete": True}
+    if all("best" in r for r in rows.values()):
+        summary["best_epoch_mean"] = {"selection": SELECTED, **{
+            k: float(np.mean([r["best"][k] for r in rows.values()])) for k in keys}}
     if is_main:
         write_json(Path(cfg.out) / "finetune.json", summary, indent=2)
     return summary

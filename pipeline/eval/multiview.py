@@ -1,7 +1,8 @@
 """Testing a fine-tuned classifier as GDT does: every test sample is seen as ``clips``
-uniformly spaced clips x ``crops`` spatial crops; the softmax is averaged over all of a
-video's views (**video-level accuracy**), and each clip's centre-crop prediction is also
-scored on its own (**clip-level accuracy**, what a single-clip test measures).
+uniformly spaced clips x ``crops`` spatial crops; the softmax (or, as GDT's code, the
+logits) is averaged over all of a video's views (**video-level accuracy**), and each
+clip's centre-crop prediction is also scored on its own (**clip-level accuracy**, what a
+single-clip test measures).
 
 Spatial crops: the loader gives the centre square of each frame resized to ``resize``
 (its short side); the crops are its left, centre and right ``size`` squares, vertically
@@ -29,11 +30,21 @@ def spatial_crops(video: torch.Tensor, size: int, crops: int) -> torch.Tensor:
     return torch.stack([video[..., top:top + size, x:x + size] for x in lefts], dim=2)
 
 
+def view_scores(logits: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """[B, P, X, classes] logits of every view -> [B, classes]: the mean softmax, or the
+    mean logits (GDT's eval_video.py). They can rank classes differently: a view that is
+    very sure counts for more in the logits."""
+    return (logits.softmax(-1) if aggregate == "softmax" else logits).mean((1, 2))
+
+
 @torch.no_grad()
 def predict(method, loader, device: torch.device, size: int, crops: int, label_ids: np.ndarray,
-            chunk: int = 32) -> dict:
-    """Per test sample: key, label, mean softmax over its views, and the number of its
-    clips whose centre crop is classified right."""
+            chunk: int = 32, aggregate: str = "softmax") -> dict:
+    """Per test sample: key, label, mean score over its views (``probs``: the softmax, or
+    with ``aggregate="logits"`` the raw logits, as GDT's eval_video.py averages), and the
+    number of its clips whose centre crop is classified right."""
+    if aggregate not in ("softmax", "logits"):
+        raise ValueError(f"aggregate: softmax or logits, got {aggregate!r}")
     was_training = method.training
     method.eval()
     keys, labels, probs, hits, clips = [], [], [], [], []
@@ -46,7 +57,7 @@ def predict(method, loader, device: torch.device, size: int, crops: int, label_i
         label = torch.as_tensor(label_ids[batch["label"].cpu().numpy()], device=logits.device)
         keys.extend(batch["key"])
         labels.append(label.cpu().numpy())
-        probs.append(logits.softmax(-1).mean((1, 2)).cpu().numpy())
+        probs.append(view_scores(logits, aggregate).cpu().numpy())
         hits.append((logits[:, :, x // 2].argmax(-1) == label[:, None]).sum(1).cpu().numpy())
         clips.append(np.full(b, p))
     method.train(was_training)

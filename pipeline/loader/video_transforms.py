@@ -33,6 +33,7 @@ class VideoAugConfig:
     ratio: tuple[float, float] = field(default=(0.75, 1.3333), metadata={"help": "random resized crop: aspect ratio range", "above": 0})
     flip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip", "min": 0, "max": 1})
     jitter: float = field(default=0.4, metadata={"help": "colour jitter strength (brightness, contrast, saturation; hue = jitter/4)", "min": 0})
+    hue_ratio: float = field(default=0.25, metadata={"help": "hue jitter strength as a fraction of jitter (SimCLR's 1/4; 0: no hue jitter, GDT's fine-tuning)", "min": 0})
     jitter_prob: float = field(default=0.8, metadata={"help": "probability of applying colour jitter", "min": 0, "max": 1})
     mean: tuple[float, float, float] = field(default=KINETICS_MEAN, metadata={"help": "per-channel mean for normalisation"})
     std: tuple[float, float, float] = field(default=KINETICS_STD, metadata={"help": "per-channel std for normalisation", "above": 0})
@@ -71,13 +72,13 @@ def crop_boxes(boxes: np.ndarray, h: int, w: int, top: int, left: int, ch: int, 
 
 def draw_jitter(cfg: VideoAugConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(factors in ``JITTER_OPS`` order [4], the order to apply them in [4]): with
-    probability ``jitter_prob`` random factors (hue = strength / 4, as SimCLR) in a random
-    order, else the identity."""
+    probability ``jitter_prob`` random factors (hue = strength x ``hue_ratio``, 1/4 as
+    SimCLR) in a random order, else the identity."""
     if cfg.jitter <= 0 or rng.random() >= cfg.jitter_prob:
         return NO_JITTER, IN_ORDER
     j = cfg.jitter
     factors = np.array([rng.uniform(1 - j, 1 + j), rng.uniform(1 - j, 1 + j),
-                        rng.uniform(1 - j, 1 + j), rng.uniform(-j / 4, j / 4)], np.float32)
+                        rng.uniform(1 - j, 1 + j), rng.uniform(-j * cfg.hue_ratio, j * cfg.hue_ratio)], np.float32)
     return factors, rng.permutation(4).astype(np.int8)
 
 

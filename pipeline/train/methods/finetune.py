@@ -2,7 +2,8 @@
 
 The exported backbone (or the same architecture at random initialisation, the
 baseline) gets a new linear classifier; both train on labelled clips with their own
-learning rates (the head faster, ``backbone_lr_scale``). The method trains one random
+learning rates (the head faster, ``backbone_lr_scale``); ``head_init: orthogonal`` is
+GDT's classifier init. The method trains one random
 clip per sample per step; how many steps make an epoch, the warm-up and the milestones
 are planned by the ``finetune`` stage (``pipeline.eval.finetune``) from the fields
 below, and testing (10 clips x 3 crops per video) is done there too.
@@ -39,6 +40,22 @@ class Config:
     test_crops: int = field(default=3, metadata={"help": "spatial crops per clip: 1 (centre) or 3 (left, centre, right)", "choices": [1, 3]})
     test_resize: int = field(default=0, metadata={"help": "side of the centre square the test crops are cut from; 0 = crop size x 8/7 (128 for 112)", "min": 0})
     test_batch_size: int = field(default=4, metadata={"help": "test samples per batch (each carries test_clips views)", "min": 1})
+    head_init: str = field(default="default", metadata={"help": "classifier init: default (torch's Linear) | orthogonal (weight orthogonal, gain 1, bias 0: GDT's eval_video.py)", "choices": ["default", "orthogonal"]})
+    aggregate: str = field(default="softmax", metadata={"help": "video-level score: mean over the views of softmax | logits (GDT's eval_video.py averages the logits)", "choices": ["softmax", "logits"]})
+    test_epochs: list[int] = field(default_factory=list, metadata={"help": "0-based epochs after which the test split is also scored; the best of them is reported beside the final epoch, marked as selected on the test split (GDT's eval_video.py: 7-11); [] = the final epoch only", "min": 0})
+    drop_last: bool = field(default=False, metadata={"help": "an epoch is floor(videos x clips_per_video / batch) steps, as GDT's loader drops the last partial batch; false: rounded up"})
+    pixel_mean: list[float] = field(default_factory=list, metadata={"help": "per-channel pixel mean for train and test views; [] = the export's (GDT's fine-tuning: 0.45)"})
+    pixel_std: list[float] = field(default_factory=list, metadata={"help": "per-channel pixel std; [] = the export's (GDT's fine-tuning: 0.225)", "above": 0})
+
+    def check(self) -> None:
+        for key in ("pixel_mean", "pixel_std"):
+            if len(getattr(self, key)) not in (0, 3):
+                raise ConfigError(f"{key}: give 3 values (R, G, B) or [] for the export's", key=key)
+        if bool(self.pixel_mean) != bool(self.pixel_std):
+            raise ConfigError("pixel_mean / pixel_std: give both or neither", key="pixel_std")
+        if self.test_epochs and (self.epochs != int(self.epochs) or max(self.test_epochs) >= self.epochs):
+            raise ConfigError(f"test_epochs={self.test_epochs}: 0-based epochs below epochs={self.epochs} "
+                              "(a whole number)", key="test_epochs")
 
 
 class Method(BaseMethod):
@@ -59,6 +76,9 @@ class Method(BaseMethod):
         self.backbone = load_backbone(video, pretrained=fc.pretrained).train()
         self.drop = nn.Dropout(fc.dropout)
         self.head = nn.Linear(self.backbone.out_dim, fc.classes)
+        if fc.head_init == "orthogonal":
+            nn.init.orthogonal_(self.head.weight, gain=1.0)
+            nn.init.zeros_(self.head.bias)
         self.backbone_lr_scale = fc.backbone_lr_scale
 
     def lr_scale(self, name: str) -> float:
