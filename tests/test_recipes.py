@@ -23,12 +23,14 @@ PAPER = {  # recipe -> values the paper fixes (checked on the file as shipped)
                       "loader.clip.frames": 30, "loader.video.size": 112, "loader.audio.rate": 24000,
                       "loader.audio.seconds": 1.0, "gdt.temperature.value": 0.07, "loader.batch_size": 8,
                       "optim.name": "sgd", "optim.lr": 0.01, "optim.weight_decay": 1e-5,
-                      "gdt.form": "official_exact"},  # the public code's loss (tests/parity)
+                      "gdt.form": "official_exact",  # the public code's loss (tests/parity)
+                      "model.head_dropout": 0.3},
     "selavi_vggsound.yaml": {"method": "selavi", "model.video.name": "r2plus1d_18",
                              "model.audio.name": "resnet9", "selavi.clusters": 309, "selavi.heads": 10,
                              "selavi.sinkhorn.marginals": "gauss", "selavi.sinkhorn.lambda_": 20.0,
                              "loader.audio.rate": 24000, "loader.audio.seconds": 1.0,
-                             "loader.batch_size": 16},
+                             "loader.batch_size": 16, "selavi.head": "official_mlp",
+                             "selavi.marginal_order": "official"},
     "simclr_k400.yaml": {"method": "simclr", "loader.clip.copies": 2, "simclr.temperature.value": 0.1,
                          "model.embed_dim": 128, "optim.weight_decay": 1e-6},
     "clip_mmv_howto100m.yaml": {"method": "clip", "nce.pairs": ["video-audio", "video-text"],

@@ -68,6 +68,13 @@ def clip_starts(n_frames: int, span: int, count: int, min_gap: int,
     return starts
 
 
+def audio_window_start(start: int, span: int, rate: float, seconds: float) -> float:
+    """Second at which a clip's audio window begins: the window is centred on the clip, so
+    when it is as long as the clip (1 s beside 30 frames at 30 fps) it starts at the first
+    frame, as the official GDT and SeLaVi decoders align it (docs/gdt_views.md)."""
+    return (start + span / 2) / rate - seconds / 2
+
+
 class SampleDecoder:
     """Callable filling a sample's rows of the batch arrays (``shapes``) and returning its
     small per-sample fields (numpy), or raising on bad data."""
@@ -140,9 +147,9 @@ class SampleDecoder:
                 jitter.append(f)
                 order.append(o)
             if "audio" in self.modalities:
-                centre = (starts[pos] + span / 2) / rate
                 if has_audio:
-                    read_pcm_window(raw["wav"], centre - self.audio.seconds / 2, self.audio.seconds,
+                    read_pcm_window(raw["wav"], audio_window_start(starts[pos], span, rate, self.audio.seconds),
+                                    self.audio.seconds,
                                     self.audio.rate, out=out["wave"][v].numpy())
                 else:
                     out["wave"][v].zero_()

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from pipeline.config import ConfigError
+
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 # colour jitter factors in this order; (1, 1, 1, 0) and any order is the identity
@@ -31,12 +33,22 @@ class VideoAugConfig:
     size: int = field(default=112, metadata={"help": "output crop size (square), pixels", "min": 1})
     scale: tuple[float, float] = field(default=(0.3, 1.0), metadata={"help": "random resized crop: area fraction range", "above": 0, "max": 1})
     ratio: tuple[float, float] = field(default=(0.75, 1.3333), metadata={"help": "random resized crop: aspect ratio range", "above": 0})
+    short_side: tuple[float, float] = field(default=(0.0, 0.0), metadata={
+        "help": "official GDT / SeLaVi crop instead of scale/ratio: the frame's short side scaled to a "
+                "random whole S in this range (pixels), a size x size crop of that, i.e. a square of "
+                "side size * short / S at a random place; (0, 0) = random resized crop", "min": 0})
     flip: float = field(default=0.5, metadata={"help": "probability of a horizontal flip", "min": 0, "max": 1})
     jitter: float = field(default=0.4, metadata={"help": "colour jitter strength (brightness, contrast, saturation; hue = jitter/4)", "min": 0})
     hue_ratio: float = field(default=0.25, metadata={"help": "hue jitter strength as a fraction of jitter (SimCLR's 1/4; 0: no hue jitter, GDT's fine-tuning)", "min": 0})
     jitter_prob: float = field(default=0.8, metadata={"help": "probability of applying colour jitter", "min": 0, "max": 1})
     mean: tuple[float, float, float] = field(default=KINETICS_MEAN, metadata={"help": "per-channel mean for normalisation"})
     std: tuple[float, float, float] = field(default=KINETICS_STD, metadata={"help": "per-channel std for normalisation", "above": 0})
+
+    def check(self) -> None:
+        lo, hi = self.short_side
+        if hi > 0 and not 0 < lo <= hi:
+            raise ConfigError(f"give 0 < low <= high, or (0, 0) for the random resized crop; got {list(self.short_side)}",
+                              key="short_side")
 
 
 def crop_params(h: int, w: int, scale, ratio, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -50,6 +62,17 @@ def crop_params(h: int, w: int, scale, ratio, rng: np.random.Generator) -> tuple
             return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
     side = min(h, w)
     return (h - side) // 2, (w - side) // 2, side, side
+
+
+def short_side_params(h: int, w: int, size: int, lo: float, hi: float,
+                      rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(top, left, side, side) of the official crop: short side scaled to S = round(U(lo, hi))
+    (their ``random_short_side_scale_jitter``), then a ``size`` crop (``random_crop``), seen
+    in the frame's own pixels. The crop never exceeds the short side (S < size)."""
+    short = min(h, w)
+    target = int(round(rng.uniform(lo, hi)))
+    side = min(short, max(1, int(round(size * short / max(target, 1)))))
+    return int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side, side
 
 
 def centre_params(h: int, w: int) -> tuple[int, int, int, int]:
@@ -92,7 +115,12 @@ def crop_clip(frames: torch.Tensor, boxes: np.ndarray | None, cfg: VideoAugConfi
     which reads the decoders' interleaved RGB as channels-last images)."""
     h, w = frames.shape[1:3]
     train = rng is not None
-    top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng) if train else centre_params(h, w)
+    if not train:
+        top, left, ch, cw = centre_params(h, w)
+    elif cfg.short_side[1] > 0:
+        top, left, ch, cw = short_side_params(h, w, cfg.size, *cfg.short_side, rng)
+    else:
+        top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng)
     flip = bool(train and rng.random() < cfg.flip)
     x = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, ch, cw, [cfg.size, cfg.size],
                         antialias=True)

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 
 KINDS = ("uniform", "gauss", "zipf")
+# Orders of the gauss target sizes: ``by_size`` (``assign_by_size``) or ``official``
+# (``official_gauss_step``: SeLaVi's public code as it runs).
+MARGINAL_ORDERS = ("by_size", "official")
 
 
 def uniform_marginals(k: int) -> torch.Tensor:
@@ -72,3 +75,42 @@ def target_marginals(kind: str, k: int, current_sizes: torch.Tensor | None = Non
     if kind == "zipf":
         return zipf_marginals(k, zipf_exponent, current_sizes)
     raise ValueError(f"unknown marginals {kind!r}; expected one of {KINDS}")
+
+
+def official_gauss_draws(k: int, heads: int, n: int, seed: int, std: float = 0.1) -> torch.Tensor:
+    """[heads, K] float64: one draw per head, (N(0,1) * std + 1) * N / K, in that order of
+    operations, the heads drawn one after the other from one generator seeded with ``seed``.
+
+    The official SeLaVi code draws these at its first re-labelling from the global RNG
+    (one (K, 1) draw per head) and keeps them for the whole run; N is the dataset size.
+    No clipping: a non-positive size needs a 10-sigma draw at std 0.1 and is refused.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.stack([((torch.randn((k, 1), generator=gen, dtype=torch.float64) * std + 1) * n / k)[:, 0]
+                         for _ in range(heads)])
+    if not bool((draws > 0).all()):
+        raise ValueError(f"gauss marginals: a non-positive draw (std {std}, seed {seed}); use another seed")
+    return draws
+
+
+def official_gauss_step(draw: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One re-labelling of one head as the official code runs it: returns (the head's new
+    draw, the target marginals).
+
+    The official code means to sort the sizes to the clusters' current soft masses, but its
+    sort runs along the size-1 axis of a (K, 1) tensor and returns the sizes unchanged, so
+    what remains is a scatter: new[argsort(mass)[i]] = draw[i]. It writes into its stored
+    draw, so the permutations compound from one re-labelling to the next (effectively a
+    random order, not largest-to-largest). The target of cluster k is proportional to
+    1 / new[k] (it passes the sizes through ``r = 1/dist; r /= r.sum()``).
+    ``mass``: the clusters' summed probabilities (official: column sums of p_video * p_audio).
+    """
+    draw = draw.to(torch.float64)
+    if draw.shape != mass.shape or draw.dim() != 1:
+        raise ValueError(f"draw {tuple(draw.shape)} and mass {tuple(mass.shape)} must be equal K-vectors")
+    order = torch.argsort(mass.detach().to("cpu", torch.float64), stable=True)
+    new = draw.clone()
+    new[order] = draw.clone()
+    target = 1.0 / new
+    target /= target.sum()
+    return new, target

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
+from pipeline.config import ConfigError
 from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
 from pipeline.models.av_model import AVModel
+from pipeline.models.cluster_heads import HEAD_FORMS, LinearClusterHeads, build_cluster_heads
 from pipeline.objectives.gdt import GDT, GDTConfig
+from pipeline.objectives.marginals import MARGINAL_ORDERS, official_gauss_draws, official_gauss_step
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 from pipeline.train import method
 from pipeline.train.method import SharedSettings, StepContext
@@ -38,11 +40,25 @@ log = logging.getLogger(__name__)
 class SeLaViConfig:
     clusters: int = field(default=10, metadata={"help": "K clusters per head", "min": 2})
     heads: int = field(default=10, metadata={"help": "h clustering heads per modality", "min": 1})
+    head: str = field(default="linear", metadata={
+        "help": "form of each modality's heads: official_mlp = the official model's per-head MLP "
+                "(Dropout 0.3, Linear 512 no bias, BN, ReLU, Dropout 0.3, Linear K); linear = one "
+                "Linear D -> h*K", "choices": HEAD_FORMS})
+    marginal_order: str = field(default="by_size", metadata={
+        "help": "gauss marginals only: by_size = the largest target size to the currently largest "
+                "cluster, one draw for all heads; official = as the official code runs it (sizes "
+                "~ 1/draw, one draw per head, order permuted by the cluster masses' argsort at "
+                "every re-labelling)", "choices": MARGINAL_ORDERS})
     relabels: int = field(default=100, metadata={"help": "times the labels are re-optimised over training", "min": 1})
     schedule_power: float = field(default=1.5, metadata={"help": "re-labelling at steps * linspace(0,1,n)^power (denser early)", "above": 0})
     sinkhorn: SinkhornConfig = field(default_factory=lambda: SinkhornConfig(lambda_=20.0, n_iters=2000))
     nce_weight: float = field(default=0.0, metadata={"help": "weight of the GDT contrastive loss added (0 = off)", "min": 0})
     batch_size: int = field(default=64, metadata={"help": "batch size of the re-labelling pass", "min": 1})
+
+    def check(self) -> None:
+        if self.marginal_order == "official" and self.sinkhorn.marginals == "zipf":
+            raise ConfigError("official exists for sinkhorn.marginals=gauss only (the official code never "
+                              "implemented zipf)", key="marginal_order")
 
 
 def relabel_steps(total: int, n: int, power: float) -> list[int]:
@@ -51,16 +67,7 @@ def relabel_steps(total: int, n: int, power: float) -> list[int]:
     return sorted({int(p) for p in pts if p < total})
 
 
-class ClusterHeads(nn.Module):
-    """h linear classifiers of K clusters on a feature vector: [.., D] -> [.., h, K]."""
-
-    def __init__(self, dim: int, heads: int, clusters: int):
-        super().__init__()
-        self.heads, self.clusters = heads, clusters
-        self.linear = nn.Linear(dim, heads * clusters)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x).unflatten(-1, (self.heads, self.clusters))
+ClusterHeads = LinearClusterHeads  # the name this module exported before the head forms
 
 
 class SeLaViMethod(method.Method):
@@ -74,21 +81,26 @@ class SeLaViMethod(method.Method):
         for mod in ("video", "audio"):
             if mod not in self.model.backbones:
                 raise ValueError(f"selavi needs a {mod} backbone (model.{mod}.name)")
-        self.video_heads = ClusterHeads(self.model.backbones["video"].out_dim, self.scfg.heads, self.scfg.clusters)
-        self.audio_heads = ClusterHeads(self.model.backbones["audio"].out_dim, self.scfg.heads, self.scfg.clusters)
+        self.video_heads = build_cluster_heads(self.scfg.head, self.model.backbones["video"].out_dim,
+                                               self.scfg.heads, self.scfg.clusters)
+        self.audio_heads = build_cluster_heads(self.scfg.head, self.model.backbones["audio"].out_dim,
+                                               self.scfg.heads, self.scfg.clusters)
         self.schedule = relabel_steps(shared.steps, self.scfg.relabels, self.scfg.schedule_power)
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.register_buffer("labels", torch.zeros(0, self.scfg.heads, dtype=torch.long), persistent=False)
         self.last_relabel = -1
+        self.marginal_draws: torch.Tensor | None = None  # [h, K] float64, official order only
 
     # -- labels ride in checkpoints as extra state -------------------------------------
     def get_extra_state(self):
-        return {"keys": list(self.keys), "labels": self.labels.cpu(), "last_relabel": self.last_relabel}
+        return {"keys": list(self.keys), "labels": self.labels.cpu(), "last_relabel": self.last_relabel,
+                "marginal_draws": self.marginal_draws}
 
     def set_extra_state(self, state) -> None:
         self.set_labels(list(state["keys"]), state["labels"])
         self.last_relabel = int(state["last_relabel"])
+        self.marginal_draws = state.get("marginal_draws")  # absent in checkpoints before the setting
 
     def set_labels(self, keys: list[str], labels: torch.Tensor) -> None:
         self.keys = keys
@@ -163,7 +175,8 @@ class SeLaViMethod(method.Method):
             labels = torch.zeros(store.n, h, dtype=torch.long)
             if store.n or distributed:  # the solver is collective: every rank takes part
                 for j in range(h):
-                    labels[:, j] = sinkhorn_knopp(store.head(j), self.scfg.sinkhorn).labels.cpu()
+                    target = self._official_marginals(j, store.head(j), distributed)
+                    labels[:, j] = sinkhorn_knopp(store.head(j), self.scfg.sinkhorn, marginals=target).labels.cpu()
             conf = _confidence(store.head(0))
         mine = (data["keys"], labels, data["true"], conf)
         shards = [mine]
@@ -179,6 +192,27 @@ class SeLaViMethod(method.Method):
         sizes = torch.bincount(all_labels[:, 0], minlength=self.scfg.clusters)
         log.info("step %d: re-labelled %d samples; head-0 cluster sizes %s", ctx.step, len(keys), sizes.tolist())
         return {"keys": self.keys, "labels": self.labels}
+
+    def _official_marginals(self, head: int, logp: torch.Tensor, distributed: bool) -> torch.Tensor | None:
+        """Head ``head``'s gauss targets in the official order (None: the solver's own
+        marginals). The clusters' masses are the column sums of p_video * p_audio =
+        exp(2 * log_p) over all ranks (official: over the gathered dataset, float64)."""
+        if self.scfg.marginal_order != "official" or self.scfg.sinkhorn.marginals != "gauss":
+            return None
+        mass = torch.zeros(self.scfg.clusters + 1, dtype=torch.float64)
+        rows = 1 << 16
+        for s in range(0, len(logp), rows):
+            mass[:-1] += logp[s:s + rows].double().mul(2).exp().sum(0)
+        mass[-1] = len(logp)
+        if distributed:
+            red = mass.cuda() if dist.get_backend() == "nccl" else mass
+            dist.all_reduce(red)
+            mass = red.cpu()
+        if self.marginal_draws is None:
+            self.marginal_draws = official_gauss_draws(self.scfg.clusters, self.scfg.heads, int(mass[-1]),
+                                                       self.scfg.sinkhorn.seed)
+        self.marginal_draws[head], target = official_gauss_step(self.marginal_draws[head], mass[:-1])
+        return target
 
 
 def _confidence(logp: torch.Tensor, rows: int = 1 << 16) -> torch.Tensor:
