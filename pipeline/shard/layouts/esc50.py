@@ -45,6 +45,9 @@ def read(cfg) -> Layout:
     audio, meta = root / "audio", root / "meta" / "esc50.csv"
     if not audio.is_dir():
         raise InputError(f"input {root}: an ESC-50 layout holds audio/ and meta/esc50.csv")
+    if cfg.split_lists:
+        raise ConfigError(f"split_lists={cfg.split_lists}: ESC-50's folds come from meta/esc50.csv "
+                          "inside input; leave split_lists unset")
     if cfg.split is not None:
         raise ConfigError("split: ESC-50 is evaluated over its 5 official folds; every fold is "
                          "written (output/fold1 .. fold5), leave split unset")

@@ -69,6 +69,9 @@ def _declared(root: Path, cfg, items: list[InputItem]) -> Layout:
 
 
 def read(cfg) -> Layout:
+    if cfg.split_lists:
+        raise ConfigError(f"split_lists={cfg.split_lists}: only the ucf101 and hmdb51 layouts "
+                          "read official split lists; a folder declares its split in splits.csv")
     if cfg.split is not None:
         raise ConfigError(f"split={cfg.split}: only the ucf101 and hmdb51 layouts have numbered "
                           "splits; a folder declares its own in splits.csv")
