@@ -54,6 +54,8 @@ def encoders(ffmpeg: str) -> dict[str, str]:
     try:
         return encoder_versions(ffmpeg)
     except (OSError, subprocess.SubprocessError) as err:
+        if resource_errno(err):  # no process or handle left: the machine's, said as such
+            raise
         raise InputError(f"ffmpeg={ffmpeg}: cannot run it to read the encoder versions ({err})") from None
 
 
