@@ -2,8 +2,11 @@
 them (split roots with train/ and test/, ESC-50 fold1..fold5), features memory-mapped;
 and the in-sample defect: test shards = training shards is said, never hidden."""
 import json
+import os
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,10 @@ from pipeline.config import load_config
 from pipeline.eval.feature_store import FeatureSet
 from pipeline.eval.stage import EvalConfig, run as eval_run
 
+from fake_layouts import fake_esc50
 from shard_util import shard_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def evaluate(tmp_path, export, *overrides) -> dict:
@@ -101,3 +107,22 @@ def test_jobs_fan_splits_out_as_an_array(tiny_export, split_root, tmp_path):
     assert "submitted 2 job(s)" in res.stdout and "[split1]" in res.stdout and "[split2]" in res.stdout
     summary = json.loads((tmp_path / "eval" / "clustering.json").read_text())
     assert summary["complete"] and set(summary["parts"]) == {"split1", "split2"}
+
+
+def test_readme_esc50_commands_on_an_esc50_layout(tiny_export, tmp_path):
+    """Issue 26, item 9: the README's two commands, exactly, on ESC-50 as distributed
+    (audio-only recordings): the protocol loads its audio-only shards itself."""
+    fake = fake_esc50(tmp_path / "ESC-50")
+    root, out = tmp_path / "esc50_shards", tmp_path / "ev"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for cmd in (["shard", f"input={fake.root}", f"output={root}", "dataset=esc50"],
+                ["eval", "protocol=esc50", f"export={tiny_export}", f"folds={root}", f"out={out}"]):
+        res = subprocess.run([sys.executable, "-m", "pipeline", *cmd], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+    with tarfile.open(sorted(root.glob("fold1/*.tar"))[0]) as tf:  # audio only, as distributed
+        assert {n.rsplit(".", 1)[1] for n in tf.getnames()} == {"wav", "json", "cls"}
+    summary = json.loads((out / "esc50.json").read_text())
+    assert summary["complete"] and list(summary["parts"]) == [f"fold{k}" for k in range(1, 6)]
+    assert sum(p["n_test_videos"] for p in summary["parts"].values()) == len(fake.files)  # each once
+    assert 0 <= summary["mean"]["top1"] <= 1 and "top1" in summary["mean"]["random_init"]

@@ -127,6 +127,55 @@ def test_hmdb51_train_test_and_unused(synth_corpus, tmp_path):
     assert result["skipped"] == len(fake.splits[1]["unused"])
 
 
+def test_hmdb51_videos_one_folder_down(synth_corpus, tmp_path):
+    """Issue 26, item 10: the class folders in INPUT/videos/, the split lists beside them.
+    Read as a plain layout, nothing listed is found: one error, before anything is
+    written, saying where the names were looked for and where the videos are; the
+    split lists' folder is a setting of its own."""
+    fake = fake_hmdb51(tmp_path / "hmdb", synth_corpus)
+    root, lists = fake.root, fake.root / "testTrainMulti_7030_splits"
+    (root / "videos").mkdir()
+    for cls in sorted(set(fake.files.values())):
+        (root / cls).rename(root / "videos" / cls)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        shard(f"input={root}", f"output={out}", "dataset=hmdb51", *SMALL)
+    message = str(err.value)
+    assert "\n" not in message and not out.exists()
+    assert f"none of the {len(fake.files)} videos named in {lists} is under {root}" in message
+    assert f"set input={root / 'videos'} split_lists={lists}" in message, message
+    result = shard(f"input={root / 'videos'}", f"split_lists={lists}", f"output={out}",
+                   "dataset=hmdb51", *SMALL)
+    assert result["complete"] and result["failed"] == 0
+    for subset in ("train", "test"):
+        idx = index(out / subset)
+        assert sorted(e["path"] for e in idx["inputs"]) == fake.splits[1][subset]
+        assert all(e["status"] == "ok" for e in idx["inputs"])
+    with pytest.raises(InputError, match="split_lists=.*nowhere: no such folder"):
+        shard(f"input={root / 'videos'}", f"split_lists={tmp_path / 'nowhere'}",
+              f"output={tmp_path / 'o2'}", "dataset=hmdb51")
+
+
+def test_ucf101_split_lists_in_their_own_folder(ucf, tmp_path):
+    """The UCF-101/ folder as input and the lists named apart: the same shards, byte for
+    byte; the lists' folder with input= one level too high is the one-line error."""
+    fake, _, _, ref, _ = ucf
+    lists = fake.root / "ucfTrainTestlist"
+    with pytest.raises(InputError) as err:
+        shard(f"input={fake.root}", f"split_lists={lists}", f"output={tmp_path / 'x'}",
+              "dataset=ucf101", "split=2", *SMALL)
+    assert f"set input={fake.root / 'UCF-101'} split_lists={lists}" in str(err.value)
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "out"
+    shard(f"input={fake.root / 'UCF-101'}", f"split_lists={lists}", f"output={out}",
+          "dataset=ucf101", "split=2", *SMALL)
+    for subset in ("train", "test"):
+        names = sorted(p.name for p in (ref / subset).glob("*.tar"))
+        assert names and names == sorted(p.name for p in (out / subset).glob("*.tar"))
+        for name in names + ["index.json"]:
+            assert (ref / subset / name).read_bytes() == (out / subset / name).read_bytes()
+
+
 def test_esc50_folds_are_audio_only_shard_sets(tmp_path):
     fake = fake_esc50(tmp_path / "esc")
     audio = fake.root / "audio"

@@ -26,11 +26,16 @@ from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 MODALITIES = ("video", "audio", "text")
 
 
-def loader_for(export_dir: Path, shards: str, batch_size: int, workers: int, clips: int = 1) -> ClipLoader:
+def loader_for(export_dir: Path, shards: str, batch_size: int, workers: int, clips: int = 1,
+               modalities: tuple[str, ...] | list[str] = MODALITIES) -> ClipLoader:
     """An evaluation loader (uniformly spaced clips, centre crop, no augmentation) with
-    the input the exported backbones expect; ``batch_size`` counts clips."""
+    the input the exported backbones expect; ``batch_size`` counts clips. It decodes only
+    the media of ``modalities`` (the networks used): audio-only shards (ESC-50) load with
+    ``modalities=("audio",)``, which a protocol sets itself, never the user."""
     v = read_spec(export_dir / "video")["input"]
+    media = [m for m in ("video", "audio") if m in modalities]
     overrides = [f"shards={shards}", "resampled=false", "train=false", f"batch_size={max(1, batch_size // clips)}",
+                 f"modalities=[{', '.join(media or ('video', 'audio'))}]",
                  f"workers={workers}", f"clip.positions={clips}", f"clip.frames={v['frames']}",
                  f"clip.stride={v['stride']}", f"video.size={v['size']}", f"video.mean={list(v['mean'])}",
                  f"video.std={list(v['std'])}"]
@@ -92,7 +97,7 @@ def extract(export_dir: str | Path, shards: str, folder: str | Path, pretrained:
     nets = {m: _with_head(export_dir / m, pretrained, str(device)) for m in mods}
     writer = FeatureWriter(folder)
     try:
-        loader = loader_for(export_dir, shards, batch_size, workers, clips)
+        loader = loader_for(export_dir, shards, batch_size, workers, clips, mods)
         for batch in tqdm(device_batches(loader, device), desc=desc, unit="batch"):
             cols = {}
             for m, net in nets.items():

@@ -8,6 +8,7 @@ a broken *video* does not (it gets a status when it is processed).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from pipeline.errors import InputError
+from pipeline.shard.keys import name_bytes
 
 VIDEO_EXTENSIONS = ("3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg",
                     "mts", "ogv", "ts", "vob", "webm", "wmv")
@@ -62,6 +64,18 @@ def read_corpus(source: str, extensions: list[str] | tuple[str, ...] = VIDEO_EXT
     return items
 
 
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text for the index, the samples and the logs: a byte of a
+    file or folder name that is not UTF-8 (listed by Python as a lone surrogate) becomes
+    ``\\xNN``. The input itself is still opened by its real name (``abspath``) and keyed
+    by the hash of its real bytes (``identity``)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name_bytes(name).decode("utf-8", "backslashreplace")
+
+
 def class_names(items: list[InputItem]) -> list[str]:
     """Sorted label names; numerically when every label is an integer (so "10" > "9")."""
     names = {it.label for it in items if it.label is not None}
@@ -100,31 +114,42 @@ def _folder_items(root: Path, exts: set[str], labels: bool) -> Iterator[InputIte
                 continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            parent = PurePosixPath(rel).parent.name
-            yield InputItem(path=rel, abspath=str(full), identity=rel,
+            parent = printable(PurePosixPath(rel).parent.name)
+            yield InputItem(path=printable(rel), abspath=str(full), identity=rel,
                             label=(parent or None) if labels else None)
 
 
+def manifest_text(path: Path) -> str:
+    """The manifest's text; one error naming the line of a byte that is not UTF-8 (a
+    file name in another encoding: write it as a JSON ``\\udcNN`` escape of each byte)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                         "a manifest is UTF-8") from None
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    text = manifest_text(path)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise InputError(f"{path}: CSV manifest needs a 'path' column")
-            for i, row in enumerate(reader, start=2):
-                yield i, {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise InputError(f"{path}: CSV manifest needs a 'path' column")
+        for i, row in enumerate(reader, start=2):
+            yield i, {k: v for k, v in row.items() if k is not None and v not in ("", None)}
         return
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{i}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{i}: each line must be a JSON object")
-            yield i, row
+    for i, line in enumerate(text.split("\n"), start=1):  # JSON text may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{i}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{i}: each line must be a JSON object")
+        yield i, row
 
 
 def _manifest_items(path: Path) -> list[InputItem]:
@@ -142,7 +167,7 @@ def _manifest_items(path: Path) -> list[InputItem]:
         label = row.get("label")
         caption = row.get("caption")
         items.append(InputItem(
-            path=given, abspath=str(base / given), identity=identity,
+            path=printable(given), abspath=str(base / given), identity=identity,
             label=None if label in (None, "") else str(label),
             caption=None if caption in (None, "") else str(caption),
             start=start, end=end, boxes=_boxes(row.get("boxes"), where),

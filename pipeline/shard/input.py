@@ -7,7 +7,9 @@ internal_error, unsupported_container (a playlist or list of other files),
 outside_corpus (with ``confine``, a path or symlink leading out of the corpus root)) or
 "skipped" (usable but excluded by policy: too_short, no_audio_stream, silent_audio).
 Nothing is emitted until every decision is made, so a rejected input leaves no
-samples behind, and no exception from one input reaches the shard.
+samples behind, and no exception from one input reaches the shard, except the machine
+running out of disk, quota, file handles or memory (``pipeline.shard.resources``): that
+is not the input's fault, so it fails the shard instead of giving the input a status.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pipeline.shard.keys import input_prefix, sample_key
 from pipeline.shard.probe import ProbeError, output_size, probe
 from pipeline.shard.audio_track import decode_track, rms, track_rms, track_window
 from pipeline.shard.config import ShardConfig
+from pipeline.shard.resources import OutOfResources, describe, resource_errno
 from pipeline.shard.transcode import Decoded, EncodedClip, TranscodeSettings, transcode
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,11 @@ def process_input(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tm
     entry = {"path": item.path, "status": "ok", "reason": None, "clips": 0, "seconds": 0.0}
     try:
         entry.update(_process(item, cfg, classes, tmp_dir, emit))
-    except SinkError:
+    except OutOfResources as exc:
+        raise OutOfResources(f"input {item.path}: {exc}") from None
+    except SinkError as exc:
+        if resource_errno(exc):
+            raise OutOfResources(f"input {item.path}: {describe(exc)}") from None
         raise
     except (Rejected, ProbeError) as rej:
         entry.update(status="failed" if rej.reason in FAILED else "skipped", reason=rej.reason)
@@ -74,6 +81,8 @@ def process_input(item: InputItem, cfg: ShardConfig, classes: dict[str, int], tm
                 rej.detail = rej.detail.replace(name, "")
             entry["detail"] = rej.detail[-300:]
     except Exception as exc:  # a bug or an OS error on one input must not stop the run
+        if resource_errno(exc):  # ... unless the machine ran out: then the input is not to blame
+            raise OutOfResources(f"input {item.path}: {describe(exc)}") from None
         log.exception("input %s: unexpected error", item.path)
         entry.update(status="failed", reason="internal_error", detail=repr(exc)[-300:])
     return entry

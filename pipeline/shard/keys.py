@@ -31,8 +31,18 @@ def input_prefix(path: str, identity: str | None = None) -> str:
     stem = PurePosixPath(path).name
     if "." in stem:
         stem = stem.rsplit(".", 1)[0]  # drop the extension; inner dots become ``_``
-    digest = hashlib.sha1(identity.encode("utf-8")).hexdigest()[:HASH_CHARS]
+    digest = hashlib.sha1(name_bytes(identity)).hexdigest()[:HASH_CHARS]
     return f"{sanitise(stem)}_{digest}"
+
+
+def name_bytes(text: str) -> bytes:
+    """The bytes of a name: UTF-8, and a file name's undecodable bytes (which Python lists
+    as lone surrogates, U+DC80..U+DCFF) as the bytes they stand for, so the hash of a valid
+    name is unchanged and an odd one hashes without error, distinct from its look-alikes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # another lone surrogate (a JSON escape such as \\ud800)
+        return text.encode("utf-8", "surrogatepass")
 
 
 def sample_key(prefix: str, clip_index: int) -> str:

@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 
+from pipeline.shard.resources import OutOfResources, ffmpeg_resource_error
+
 # (offset, bytes) signatures of containers ffmpeg reads; ISO-BMFF boxes are checked apart
 _MAGIC = ((0, b"\x1aE\xdf\xa3"), (0, b"RIFF"), (0, b"\x00\x00\x01\xba"), (0, b"FLV"),
           (0, b"OggS"), (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"))
@@ -135,7 +137,11 @@ def probe(path: str, ffprobe: str = "ffprobe", timeout: float = 120) -> Probe:
     info = json.loads(res.stdout or b"{}") if res.stdout.strip() else {}
     streams, fmt = info.get("streams", []), info.get("format", {})
     if res.returncode != 0 or not fmt:
-        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        text = res.stderr.decode("utf-8", "replace")
+        why = ffmpeg_resource_error(text, res.returncode, (cmd[-1], os.path.abspath(path)))
+        if why:  # no file handle left to open it with: the machine's fault, not the file's
+            raise OutOfResources(f"ffprobe: {why}")
+        err = text.strip().splitlines()
         refused = [ln for ln in err if "not on whitelist" in ln]
         if refused:  # "[hls @ 0x...] Format not on whitelist ..."
             fmt = refused[0].lstrip("[").split(" @", 1)[0]

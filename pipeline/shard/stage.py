@@ -39,6 +39,7 @@ from pipeline.shard.index import build_index, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig, with_defaults
 from pipeline.shard.layouts import SINGLE, Layout, read_layout
+from pipeline.shard.resources import ADVICE, OutOfResources, describe, resource_errno
 from pipeline.shard.writer import ShardJob, fingerprint, read_stats, write_shard
 from pipeline.shard.transcode import kill_with_parent
 from pipeline.errors import InputError
@@ -253,6 +254,19 @@ def _prepare(plan: Plan) -> None:
 
 
 def run(cfg: ShardConfig) -> dict:
+    """Shard the corpus; a full disk (or another machine limit) is one line, never a
+    traceback and never a status of an input (``pipeline.shard.resources``)."""
+    try:
+        return _run(cfg)
+    except OutOfResources:
+        raise
+    except Exception as exc:
+        if resource_errno(exc) is None:
+            raise
+        raise OutOfResources(f"output {cfg.output}: {describe(exc)}; {ADVICE}") from None
+
+
+def _run(cfg: ShardConfig) -> dict:
     plan = make_plan(cfg)  # a bad input or split file is reported before anything is written
     cfg = plan.cfg
     _validate(cfg)

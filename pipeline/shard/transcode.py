@@ -39,6 +39,7 @@ from pipeline.io.x264 import x264_cli_args
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.clip_spans import clip_spans
 from pipeline.shard.probe import input_args
+from pipeline.shard.resources import OutOfResources, ffmpeg_resource_error
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,15 @@ def _run(cmd: list[str], timeout: float, out: Decoded,
             timer.cancel()
         err.seek(0)
         out.stderr = err.read()[-4000:].decode("utf-8", "replace")
+    why = ffmpeg_resource_error(out.stderr, out.returncode, command_paths(cmd))
+    if why:  # a full disk is not a broken input: the shard fails, the re-run redoes it
+        raise OutOfResources(why)
+
+
+def command_paths(cmd: list[str]) -> tuple[str, ...]:
+    """The file names in an ffmpeg command (as ffmpeg may echo them in its messages)."""
+    paths = [a for a in cmd if os.sep in a]
+    return tuple(paths + [a[len("file:"):] for a in paths if a.startswith("file:")])
 
 
 def _append(spool: BinaryIO, start: int, n_frames: int, data: bytes) -> EncodedClip:

@@ -4,7 +4,9 @@ The stats file is the shard's completion marker. It is written only after the ta
 closed, fsynced and renamed into place, and it records the fingerprint of the plan
 (inputs, labels, output settings) that made the shard. A re-run treats a shard as done
 only when its stats exist with the same fingerprint; anything else is redone from
-scratch, which gives the same bytes because every step is deterministic.
+scratch, which gives the same bytes because every step is deterministic. A shard
+during which the machine runs out of disk, quota, file handles or memory is not
+committed at all (``pipeline.shard.resources``), so no good input is marked failed for it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pipeline.io.x264 import encoder_versions
 from pipeline.shard.corpus import InputItem
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig
 from pipeline.shard.input import process_input
+from pipeline.shard.resources import ADVICE, OutOfResources, describe, resource_errno
 from pipeline.io.tar import DeterministicTar
 
 
@@ -51,6 +54,8 @@ def encoders(ffmpeg: str) -> dict[str, str]:
     try:
         return encoder_versions(ffmpeg)
     except (OSError, subprocess.SubprocessError) as err:
+        if resource_errno(err):  # no process or handle left: the machine's, said as such
+            raise
         raise InputError(f"ffmpeg={ffmpeg}: cannot run it to read the encoder versions ({err})") from None
 
 
@@ -86,6 +91,21 @@ def _clean(output: Path, tmp_root: Path, base: str) -> None:
 
 def write_shard(cfg: ShardConfig, job: ShardJob, classes: list[str],
                 progress: Callable[[dict], None] | None = None) -> dict:
+    """Write and commit one shard; its stats. The machine running out (disk, quota,
+    file handles, memory) raises :class:`OutOfResources` and commits nothing."""
+    where = Path(job.output) / f"{shard_base(cfg.name, job.index)}.tar"
+    try:
+        return _write_shard(cfg, job, classes, progress)
+    except OutOfResources as exc:
+        raise OutOfResources(f"{where}: {exc}; {ADVICE}") from None
+    except Exception as exc:
+        if resource_errno(exc) is None:
+            raise
+        raise OutOfResources(f"{where}: {describe(exc)}; {ADVICE}") from None
+
+
+def _write_shard(cfg: ShardConfig, job: ShardJob, classes: list[str],
+                 progress: Callable[[dict], None] | None = None) -> dict:
     output = Path(job.output)
     tmp_root = Path(job.tmp_dir) if job.tmp_dir else output
     tmp_root.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,13 @@ not list is ``skipped: not_in_split``.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from pipeline.config import ConfigError
 from pipeline.errors import InputError
-from pipeline.shard.corpus import InputItem
-from pipeline.shard.layouts.layout import Layout, unused_entry
+from pipeline.shard.corpus import InputItem, printable
+from pipeline.shard.layouts.layout import Layout, read_text, unused_entry
 
 COLUMNS = ("filename", "fold", "target", "category")
 FOLDS = (1, 2, 3, 4, 5)
@@ -31,17 +32,12 @@ def _int(row: dict, key: str, where: str) -> int:
 
 def read_meta(path: Path) -> list[tuple[int, dict]]:
     """(line, row) of ``esc50.csv``; an error names the file and line of a bad row."""
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: ESC-50 metadata not found") from None
-    with fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}:1: missing column(s) {', '.join(missing)} "
-                             f"(expected {', '.join(COLUMNS)}, esc10, src_file, take)")
-        return list(enumerate(reader, start=2))
+    reader = csv.DictReader(io.StringIO(read_text(path, "ESC-50 metadata"), newline=""))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}:1: missing column(s) {', '.join(missing)} "
+                         f"(expected {', '.join(COLUMNS)}, esc10, src_file, take)")
+    return list(enumerate(reader, start=2))
 
 
 def read(cfg) -> Layout:
@@ -49,6 +45,9 @@ def read(cfg) -> Layout:
     audio, meta = root / "audio", root / "meta" / "esc50.csv"
     if not audio.is_dir():
         raise InputError(f"input {root}: an ESC-50 layout holds audio/ and meta/esc50.csv")
+    if cfg.split_lists:
+        raise ConfigError(f"split_lists={cfg.split_lists}: ESC-50's folds come from meta/esc50.csv "
+                          "inside input; leave split_lists unset")
     if cfg.split is not None:
         raise ConfigError("split: ESC-50 is evaluated over its 5 official folds; every fold is "
                          "written (output/fold1 .. fold5), leave split unset")
@@ -83,7 +82,7 @@ def read(cfg) -> Layout:
         raise InputError(f"{meta}: targets must run 0..K-1 (they are class indices); "
                          f"no row has target {gaps[0]}")
     classes = [names[t] for t in range(len(names))]
-    on_disk = sorted(p.name for p in audio.iterdir() if p.suffix.lower() == ".wav")
+    on_disk = sorted(printable(p.name) for p in audio.iterdir() if p.suffix.lower() == ".wav")
     unused = [unused_entry(n, "not_in_split", "not listed in meta/esc50.csv")
               for n in on_disk if n not in listed]
     subsets = {k: sorted(v, key=lambda it: it.path) for k, v in sorted(subsets.items())}

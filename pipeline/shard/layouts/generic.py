@@ -10,13 +10,14 @@ manifest lists what its author chose and is not split unless ``holdout`` is set.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path, PurePosixPath
 
 from pipeline.config import ConfigError
 from pipeline.errors import InputError
 from pipeline.shard.corpus import InputItem, class_names, read_corpus
 from pipeline.shard.layouts.holdout import holdout_split
-from pipeline.shard.layouts.layout import SINGLE, Layout, check_subset_name, unused_entry
+from pipeline.shard.layouts.layout import SINGLE, Layout, check_subset_name, read_text, unused_entry
 
 SPLITS_FILE = "splits.csv"
 FOLDER_HOLDOUT = 0.2
@@ -24,20 +25,19 @@ FOLDER_HOLDOUT = 0.2
 
 def read_splits(path: Path) -> list[tuple[str, str, str]]:
     """(where, path, split) rows of ``splits.csv``; an error names the file and line."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not {"path", "split"} <= set(reader.fieldnames or []):
-            raise InputError(f"{path}:1: needs the columns 'path' and 'split'")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            rel, split = (row.get("path") or "").strip(), (row.get("split") or "").strip()
-            if not rel or not split:
-                raise InputError(f"{where}: a row needs a path and a split")
-            pure = PurePosixPath(rel.replace("\\", "/"))
-            if pure.is_absolute() or ".." in pure.parts:
-                raise InputError(f"{where}: path {rel!r} must be relative to the folder, inside it")
-            rows.append((where, pure.as_posix(), check_subset_name(split, where)))
+    reader = csv.DictReader(io.StringIO(read_text(path, SPLITS_FILE), newline=""))
+    if not {"path", "split"} <= set(reader.fieldnames or []):
+        raise InputError(f"{path}:1: needs the columns 'path' and 'split'")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        where = f"{path}:{line}"
+        rel, split = (row.get("path") or "").strip(), (row.get("split") or "").strip()
+        if not rel or not split:
+            raise InputError(f"{where}: a row needs a path and a split")
+        pure = PurePosixPath(rel.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts:
+            raise InputError(f"{where}: path {rel!r} must be relative to the folder, inside it")
+        rows.append((where, pure.as_posix(), check_subset_name(split, where)))
     return rows
 
 
@@ -69,6 +69,9 @@ def _declared(root: Path, cfg, items: list[InputItem]) -> Layout:
 
 
 def read(cfg) -> Layout:
+    if cfg.split_lists:
+        raise ConfigError(f"split_lists={cfg.split_lists}: only the ucf101 and hmdb51 layouts "
+                          "read official split lists; a folder declares its split in splits.csv")
     if cfg.split is not None:
         raise ConfigError(f"split={cfg.split}: only the ucf101 and hmdb51 layouts have numbered "
                           "splits; a folder declares its own in splits.csv")

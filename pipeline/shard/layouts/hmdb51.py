@@ -1,5 +1,10 @@
 """HMDB51 as distributed: ``<class>/<video>.avi`` + ``testTrainMulti_7030_splits/``.
 
+``split_lists=FOLDER`` names the split lists' folder when it is not inside ``input``
+(e.g. the class folders unpacked into ``INPUT/videos/``: ``input=INPUT/videos
+split_lists=INPUT/testTrainMulti_7030_splits``). When no listed video is found, the
+layout stops before anything is written, saying where it looked and where videos are.
+
 Each class has ``<class>_test_split{1,2,3}.txt``; a line is ``<video>.avi <id>`` with
 id 1 = train, 2 = test, 0 = not used by that split. Split ``k`` shards the 1s into
 ``output/train/`` and the 2s into ``output/test/``; a 0 is listed as ``skipped:
@@ -15,6 +20,7 @@ from pipeline.config import ConfigError
 from pipeline.errors import InputError
 from pipeline.shard.corpus import InputItem, read_corpus
 from pipeline.shard.layouts.layout import Layout, read_lines, unused_entry
+from pipeline.shard.layouts.lists import check_found
 
 LISTS = "testTrainMulti_7030_splits"
 SPLITS = (1, 2, 3)
@@ -47,17 +53,26 @@ def read_split_file(path: Path) -> list[tuple[str, str]]:
 
 def read(cfg) -> Layout:
     root = Path(cfg.input)
-    lists = root / LISTS
+    lists = Path(cfg.split_lists) if cfg.split_lists else root / LISTS
+    if cfg.split_lists and not lists.is_dir():
+        raise InputError(f"split_lists={cfg.split_lists}: no such folder (the folder of the "
+                         f"<class>_test_split<k>.txt files, {LISTS}/ as unpacked)")
     if not lists.is_dir():
         raise InputError(f"input {root}: an HMDB51 layout holds the class folders and {LISTS}/ "
-                         "(the folder the official split archive unpacks to)")
+                         "(the folder the official split archive unpacks to); when the split "
+                         "lists are elsewhere, set split_lists=FOLDER")
+    if not root.is_dir():
+        raise InputError(f"input {root}: no such folder (the folder of the class folders)")
     split = 1 if cfg.split is None else cfg.split
     if split not in SPLITS:
         raise ConfigError(f"split={split}: HMDB51 has splits 1, 2 and 3")
     files = split_files(lists, split)
     classes = sorted(files)
-    on_disk = {it.path for it in read_corpus(str(root), cfg.extensions, True)
-               if not it.path.startswith(f"{LISTS}/")}
+    try:
+        found = read_corpus(str(root), cfg.extensions, True)
+    except InputError:  # no video at all: check_found says so, naming the lists
+        found = []
+    on_disk = {it.path for it in found if not it.path.startswith(f"{LISTS}/")}
     subsets: dict[str, list[InputItem]] = {"train": [], "test": []}
     unused, seen = [], {}
     for name in classes:
@@ -71,10 +86,11 @@ def read(cfg) -> Layout:
             else:
                 subsets[SUBSET[tag]].append(InputItem(path=rel, abspath=str(root / rel),
                                                       identity=rel, label=name))
-    unused += [unused_entry(p, "not_in_split", f"no {LISTS}/*_test_split{split}.txt names it")
+    check_found("hmdb51", root, lists, sorted(seen), on_disk)
+    unused += [unused_entry(p, "not_in_split", f"no {lists.name}/*_test_split{split}.txt names it")
                for p in sorted(on_disk) if p not in seen]
     for items in subsets.values():
         items.sort(key=lambda it: it.path)
     unused.sort(key=lambda e: e["path"])
     return Layout("hmdb51", classes, subsets, unused, defaults={"require_audio": False},
-                  info={"split": split, "lists": f"{LISTS}/<class>_test_split{split}.txt"})
+                  info={"split": split, "lists": f"{cfg.split_lists or LISTS}/<class>_test_split{split}.txt"})

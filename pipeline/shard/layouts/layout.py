@@ -50,9 +50,9 @@ def check_subset_name(name: str, where: str) -> str:
     return name
 
 
-def read_lines(path, what: str) -> list[tuple[int, str]]:
-    """(line number, stripped text) of the non-blank lines of a split file; any line ending
-    (the official UCF101/HMDB51 lists use CRLF) and a UTF-8 byte-order mark are accepted."""
+def read_text(path, what: str) -> str:
+    """The text of a split or metadata file (a UTF-8 byte-order mark accepted); one error
+    naming the file (and the line of a byte that is not UTF-8) otherwise."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -60,7 +60,14 @@ def read_lines(path, what: str) -> list[tuple[int, str]]:
     except OSError as err:
         raise InputError(f"{path}: cannot read {what}: {err.strerror}") from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: {what} is not UTF-8 text (byte {err.start})") from None
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise InputError(f"{path}:{line}: {what} is not UTF-8 text (byte {err.start})") from None
+
+
+def read_lines(path, what: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-blank lines of a split file; any line ending
+    (the official UCF101/HMDB51 lists use CRLF) and a UTF-8 byte-order mark are accepted."""
+    text = read_text(path, what)
     return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]

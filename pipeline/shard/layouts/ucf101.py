@@ -8,6 +8,10 @@ About half of the classes have no sound, so clips are kept video-only by default
 A listed video missing on disk is an input with status ``failed: missing``; a video on
 disk in neither list is ``skipped: not_in_split``. A malformed line is an error that
 names the file and line, before any work.
+
+``split_lists=FOLDER`` reads the lists from their own folder; ``input`` is then the folder
+of the class folders (``UCF-101/`` itself, wherever it is). When no listed video is found,
+the layout stops before anything is written, saying where it looked and where videos are.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from pipeline.config import ConfigError
 from pipeline.errors import InputError
 from pipeline.shard.corpus import InputItem, read_corpus
 from pipeline.shard.layouts.layout import Layout, read_lines, unused_entry
+from pipeline.shard.layouts.lists import check_found
 
 VIDEOS, LISTS = "UCF-101", "ucfTrainTestlist"
 SPLITS = (1, 2, 3)
@@ -67,17 +72,30 @@ def read_list(path: Path, classes: list[str], train: bool) -> list[tuple[str, st
 
 def read(cfg) -> Layout:
     root = Path(cfg.input)
-    videos, lists = root / VIDEOS, root / LISTS
+    if cfg.split_lists:  # input = the folder of the class folders, the lists elsewhere
+        videos, lists = root, Path(cfg.split_lists)
+        if not lists.is_dir():
+            raise InputError(f"split_lists={cfg.split_lists}: no such folder (the folder of "
+                             f"classInd.txt and the train/test lists, {LISTS}/ as unpacked)")
+        if not videos.is_dir():
+            raise InputError(f"input {root}: no such folder (with split_lists set, input is "
+                             "the folder of the class folders)")
+    else:
+        videos, lists = root / VIDEOS, root / LISTS
     if not (videos.is_dir() and lists.is_dir()):
         raise InputError(f"input {root}: a UCF101 layout holds {VIDEOS}/ and {LISTS}/ "
-                         "(the folders the two official archives unpack to)")
+                         "(the folders the two official archives unpack to); when they are "
+                         "elsewhere, set input=<the class folders' folder> split_lists=<the lists' folder>")
     split = 1 if cfg.split is None else cfg.split
     if split not in SPLITS:
         raise ConfigError(f"split={split}: UCF101 has splits 1, 2 and 3")
     classes = read_classes(lists / "classInd.txt")
     train = read_list(lists / f"trainlist0{split}.txt", classes, True)
     test = read_list(lists / f"testlist0{split}.txt", classes, False)
-    on_disk = {it.path: it for it in read_corpus(str(videos), cfg.extensions, True)}
+    try:
+        on_disk = {it.path: it for it in read_corpus(str(videos), cfg.extensions, True)}
+    except InputError:  # no video at all: check_found says so, naming the lists
+        on_disk = {}
     by_lower = {p.lower(): p for p in on_disk}  # the lists' case differs from some names
     subsets: dict[str, list[InputItem]] = {"train": [], "test": []}
     seen: dict[str, str] = {}
@@ -89,13 +107,14 @@ def read(cfg) -> Layout:
                 raise InputError(f"{lists / where}: {rel} is also in {seen[rel]}")
             seen[rel] = where
             subsets[subset].append(_item(videos, rel, name))
+    check_found("ucf101", videos, lists, sorted(seen), set(on_disk))
     unused = [unused_entry(p, "not_in_split", f"in neither list of split {split}")
               for p in sorted(on_disk) if p not in seen]
     for items in subsets.values():
         items.sort(key=lambda it: it.path)
     return Layout("ucf101", classes, subsets, unused, defaults={"require_audio": False},
-                  info={"split": split, "lists": [f"{LISTS}/trainlist0{split}.txt",
-                                                  f"{LISTS}/testlist0{split}.txt"]})
+                  info={"split": split, "lists": [f"{cfg.split_lists or LISTS}/trainlist0{split}.txt",
+                                                  f"{cfg.split_lists or LISTS}/testlist0{split}.txt"]})
 
 
 def _item(videos: Path, rel: str, name: str) -> InputItem:
