@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 import torch
 
 GDT_VIDEO = {"frames": 30, "stride": 1, "fps": 30, "size": 112, "mean": [0.45] * 3, "std": [0.225] * 3}
-GDT_AUDIO = {"rate": 24000, "seconds": 1.0, "n_mels": 40, "win_ms": 20.0, "hop_ms": 10.0,
+# ``audio_features`` is the key ``eval`` reads (``loader.audio.features``, as ``export`` writes
+# it); ``features`` is the description for a reader.
+GDT_AUDIO = {"rate": 24000, "seconds": 1.0, "n_mels": 40, "win_ms": 20.0, "hop_ms": 10.0, "audio_features": "gdt",
              "features": "GDT aud_spec_type=1: python_speech_features logfbank, 40 filters, nfft 1024, "
                          "20/10 ms, 99 frames per second, z-normalised (x - 1.93) / 17.89"}
 SELAVI_AUDIO = {"rate": 24000, "seconds": 1.0, "n_mels": 257, "win_ms": 20.0, "hop_ms": 10.0,
+                "audio_features": "selavi",
                 "features": "SeLaVi aud_spec_type=2: python_speech_features logfbank, 257 filters, nfft "
                             "1024, 20/10 ms, 99 frames per second, not normalised"}
 VIDEO_NOTE = {"layout": "B,C,T,H,W", "value_range": "RGB in [0,1], then (x - mean) / std"}

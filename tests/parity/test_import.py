@@ -219,3 +219,14 @@ def test_help_lists_the_settings(capsys):
     assert main(["import", "--help"]) == 0
     text = capsys.readouterr().out
     assert "checkpoint (str, REQUIRED)" in text and "head (int, 0)" in text and "weights_only" in text
+
+
+@pytest.mark.parametrize("layout,features,n_mels", [("gdt", "gdt", 40), ("selavi", "selavi", 257)])
+def test_eval_gives_an_imported_audio_tower_its_official_features(tmp_path, synth_shards, layout, features, n_mels):
+    """``eval`` builds its loader from the export's input spec: an imported audio tower must
+    get the features its network was trained on, not the log-mel default of older exports."""
+    from pipeline.eval.features import loader_for
+    save_official(layout, tmp_path / "ckpt.pth")
+    assert _import(tmp_path / "ckpt.pth", tmp_path / "export")[0] == 0
+    audio = loader_for(tmp_path / "export", str(synth_shards), 4, 0).cfg.audio
+    assert (audio.features, audio.n_mels, audio.rate) == (features, n_mels, 24000)
