@@ -143,3 +143,39 @@ def test_a_process_reenters_its_own_hold(tmp_path):
         assert info["stage"] == "cluster" and info["pid"] == os.getpid()
         assert (tmp_path / ".lock").exists()
     assert not (tmp_path / ".lock").exists()
+
+
+# the real shard command, stopped before it writes its first shard: it says so and waits
+PAUSED_SHARD = textwrap.dedent("""
+    import sys
+    import pipeline.shard.stage as stage
+    real = stage._execute
+    def paused(*args, **kwargs):
+        print("sharding", flush=True)
+        sys.stdin.readline()
+        return real(*args, **kwargs)
+    stage._execute = paused
+    from pipeline.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_shard_slices_share_a_folder_and_a_slice_runs_once(synth_corpus, tmp_path):
+    out = tmp_path / "shards"
+    args = [f"input={synth_corpus / 'manifest.jsonl'}", f"output={out}", "videos_per_shard=6", "clip_seconds=3",
+            "short_side=64", "workers=1"]
+    first = start(PAUSED_SHARD, "shard", *args, "slice=0/2", "--quiet", log=tmp_path / "first.log")
+    assert said(first.stdout, "sharding"), (tmp_path / "first.log").read_text()
+    again = cli("shard", *args, "slice=0/2")  # the same slice twice: refused
+    assert again.returncode == 1
+    err = again.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}: in use by shard slice 0/2 run, pid {first.pid}"), err
+    other = cli("shard", *args, "slice=1/2")  # the other slice of the array runs beside it
+    assert other.returncode == 0, other.stderr
+    assert len(list(out.glob("*.tar"))) == 2 and not (out / "index.json").exists()
+    synth = cli("synth", f"out={out}", "n_videos=2", "n_classes=2")  # a stage taking the folder whole
+    assert synth.returncode == 1 and f"{out}: in use by another run (shared" in synth.stderr, synth.stderr
+    first.stdin.close()
+    assert first.wait() == 0, (tmp_path / "first.log").read_text()
+    assert json.loads((out / "index.json").read_text())["totals"]["clips"] == 24
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".lock")]  # none left behind
