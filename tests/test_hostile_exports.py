@@ -20,6 +20,7 @@ from pipeline.config import load_config, save_config
 from pipeline.errors import InputError
 from pipeline.export.export import export_run
 from pipeline.export.manifest import verify_export
+from pipeline.io.folder_lock import FolderBusy
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
@@ -55,11 +56,15 @@ def snapshot(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def interrupted_export(run: Path, out: Path) -> None:
+def interrupted_export(run: Path, out: Path, meanwhile=None) -> None:
+    """Export ``run`` to ``out`` in a real process, SIGTERM it after its video part;
+    ``meanwhile()`` runs while it is paused there."""
     proc = subprocess.Popen([sys.executable, "-c", PAUSED_EXPORT, str(run), str(out)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert proc.stdout.readline() == "video written\n", proc.stderr.read()
+    if meanwhile is not None:
+        meanwhile()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait() == -signal.SIGTERM
 
@@ -92,7 +97,12 @@ def test_an_interrupted_re_export_leaves_the_old_export_whole(runs, tmp_path):
 
 def test_an_interrupted_fresh_export_leaves_nothing(runs, tmp_path):
     out = tmp_path / "export"
-    interrupted_export(runs[0], out)
+
+    def second_export() -> None:  # one export of a folder at a time
+        with pytest.raises(FolderBusy, match=rf"{out}: in use by export run, pid \d+"):
+            export_run(runs[1], out)
+
+    interrupted_export(runs[0], out, meanwhile=second_export)
     assert not out.exists()
     res = eval_cli(out, tmp_path / "eval")
     assert res.returncode == 1 and "no exported video backbone" in res.stderr

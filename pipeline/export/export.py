@@ -82,7 +82,7 @@ def write_export(out: str | os.PathLike, parts: list[ExportPart], run_id: str, s
     {kind: folder}. Any writer of exports (``export``, an import of foreign weights) goes
     through here, so ``eval``'s ``verify_export`` holds for all of them."""
     out = Path(out)
-    with hold(out.parent, "export", name=f".{out.name}.lock"):
+    with hold(out.parent, "export", name=f".{out.name}.lock", label=out):
         try:
             with build_aside(out, _is_export) as tmp:
                 for name, text in (files or {}).items():

@@ -88,13 +88,14 @@ def _try(path: Path, shared: bool, wait: bool = False) -> tuple[int | None, dict
 
 @contextlib.contextmanager
 def hold(folder: str | os.PathLike, stage: str, shared: bool = False, name: str = LOCK_NAME,
-         enabled: bool = True, wait: bool = False) -> Iterator[None]:
+         enabled: bool = True, wait: bool = False, label: str | os.PathLike | None = None) -> Iterator[None]:
     """Own ``folder`` (created if missing) for the block; FolderBusy if another run does.
 
     ``name``: the lock file's name in ``folder`` (a stage that replaces the folder itself
     locks a file beside it; one that writes a single file locks that file's name).
     ``wait``: block until the holder lets go (for a step that several runs may need and
-    only one should do, e.g. exporting a backbone they share)."""
+    only one should do, e.g. exporting a backbone they share). ``label``: what the error
+    names as owned (default ``folder``; e.g. the export folder whose lock lives beside it)."""
     if not enabled:
         yield
         return
@@ -122,7 +123,7 @@ def hold(folder: str | os.PathLike, stage: str, shared: bool = False, name: str 
             time.sleep(1.0)  # a lease running out: no event to wait on across hosts
             fd, info = _try(path, shared)
     if fd is None:
-        raise FolderBusy(f"{folder}: in use by {_holder_text(info)}; wait for it to finish, stop it, "
+        raise FolderBusy(f"{label or folder}: in use by {_holder_text(info)}; wait for it to finish, stop it, "
                          f"or choose another output folder")
     if not shared:
         os.ftruncate(fd, 0)

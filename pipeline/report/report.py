@@ -130,7 +130,7 @@ def build_report(cfg: ReportConfig) -> Path:
         for png in sorted(d.parent.glob("*.png")):
             body.append(f"<p>{esc(png.name)}</p>" + png_tag(png.read_bytes(), png.name, width=1100))
     path = Path(cfg.out) if cfg.out else run / "report.html"
-    with hold(path.parent, "report", name=f".{path.name}.lock"):  # the page, not the run folder
+    with hold(path.parent, "report", name=f".{path.name}.lock", label=path):  # the page, not the run folder
         write_text(path, page(f"report: {run.name}", "".join(body)))
     log.info("report -> %s", path)
     return path
