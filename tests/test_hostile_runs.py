@@ -179,3 +179,40 @@ def test_shard_slices_share_a_folder_and_a_slice_runs_once(synth_corpus, tmp_pat
     assert first.wait() == 0, (tmp_path / "first.log").read_text()
     assert json.loads((out / "index.json").read_text())["totals"]["clips"] == 24
     assert not [p.name for p in out.iterdir() if p.name.endswith(".lock")]  # none left behind
+
+
+# holds the folder, forks a worker (as a DataLoader or process pool does) that outlives it
+FORKING_LOCKER = textwrap.dedent("""
+    import multiprocessing as mp, sys
+    from pipeline.io.folder_lock import hold
+
+    def worker(conn):
+        conn.send("worker up")
+        conn.recv()  # until the test lets it go
+
+    with hold(sys.argv[1], "train"):
+        parent, child = mp.get_context("fork").Pipe()
+        mp.get_context("fork").Process(target=worker, args=(child,), daemon=False).start()
+        assert parent.recv() == "worker up"
+        print("held", flush=True)
+        sys.stdin.readline()
+""")
+
+
+def test_a_forked_worker_of_a_killed_run_does_not_keep_the_folder(tmp_path):
+    out = tmp_path / "run"
+    run = start(FORKING_LOCKER, str(out), log=tmp_path / "run.log")
+    assert run.stdout.readline() == "held\n", (tmp_path / "run.log").read_text()
+    with pytest.raises(FolderBusy, match=f"in use by train run, pid {run.pid}"):
+        with hold(out, "train"):
+            pass
+    worker_pids = [int(p) for p in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()]
+    assert len(worker_pids) == 1
+    run.send_signal(signal.SIGKILL)  # the run dies; its forked worker lives on
+    run.wait()
+    try:
+        assert Path(f"/proc/{worker_pids[0]}").exists()
+        with hold(out, "train"):  # free at once, not when the orphaned worker goes
+            pass
+    finally:
+        os.kill(worker_pids[0], signal.SIGKILL)

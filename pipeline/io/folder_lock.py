@@ -42,6 +42,20 @@ REQUEUE_WAIT_S = 300.0  # longest wait for an earlier attempt of the same SLURM 
 _held: dict[str, list] = {}  # lock path -> [fd, shared, depth]: re-entry within one process
 
 
+def _forget_in_child() -> None:
+    """A forked child (a DataLoader or process-pool worker) must not keep its parent's
+    locks: a flock belongs to the open file, which fork shares, so a worker outliving a
+    killed run would keep the folder busy. Closing the child's copy leaves the parent's
+    lock as it is (only an explicit unlock, or the last close, releases it)."""
+    for fd, _, _ in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class FolderBusy(InputError):
     """Another run holds the folder."""
 
