@@ -107,6 +107,28 @@ def _parse_override(item: str) -> DictConfig:
         raise ConfigError(f"command line: cannot parse '{item}': {err}") from None
 
 
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")  # ``${`` not escaped as ``\${``
+
+
+def _refuse_interpolation(layer: DictConfig, source: str) -> None:
+    """Settings are plain values: an interpolation (``${key}``, ``${oc.env:VAR}``,
+    ``${oc.decode:...}``, any resolver) is refused where it is read, so no environment
+    value is ever resolved into a config (nor written into a run's ``config.yaml``) and a
+    self-reference cannot recurse. A literal ``${`` is written with a backslash before the dollar."""
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(k, key)
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{key}[{i}]")
+        elif isinstance(node, str) and _INTERPOLATION.search(node):
+            raise ConfigError(f"{source}: key '{key or '?'}': {node[:60]!r} is an interpolation; settings are "
+                              "plain values (no ${...}: write the value itself, or \\${ for a literal)")
+    walk(OmegaConf.to_container(layer, resolve=False, throw_on_missing=False), "")
+
+
 def load_config(schema: type[T], files: Iterable[str | os.PathLike] = (),
                 overrides: Iterable[str] = ()) -> T:
     """Merge YAML ``files`` then ``overrides`` onto ``schema``; return a typed instance
@@ -116,10 +138,12 @@ def load_config(schema: type[T], files: Iterable[str | os.PathLike] = (),
     for f in files:
         path = Path(f)
         layer = _read_yaml(path)
+        _refuse_interpolation(layer, str(path))
         cfg = _merge(cfg, layer, str(path))
         sources.update(dict.fromkeys(_set_keys(layer), str(path)))
     for item in overrides:
         layer = _parse_override(item)
+        _refuse_interpolation(layer, f"command line '{item}'")
         cfg = _merge(cfg, layer, f"command line '{item}'")
         sources.update(dict.fromkeys(_set_keys(layer), f"command line '{item}'"))
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -130,6 +154,8 @@ def load_config(schema: type[T], files: Iterable[str | os.PathLike] = (),
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         raise _explain(err, cfg, "config") from None
+    except RecursionError:  # a cycle or depth no interpolation check foresaw
+        raise ConfigError("config: nested too deeply to resolve") from None
     check_values(obj, sources)
     return obj  # type: ignore[return-value]
 
@@ -215,8 +241,22 @@ def check_values(cfg: Any, sources: dict[str, str] | None = None, prefix: str = 
             raise ConfigError(f"{where(key)}: bad value for key '{key}': {err}", key=key) from None
 
 
+def _escape(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _escape(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_escape(v) for v in node]
+    return _INTERPOLATION.sub(r"\\${", node) if isinstance(node, str) else node
+
+
 def to_yaml(cfg: Any) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The config as YAML that loads back to the same values: a literal ``${`` in a
+    value is written escaped, so nothing in a saved config is ever resolved."""
+    node = OmegaConf.structured(cfg)
+    plain = OmegaConf.to_container(node, resolve=False, throw_on_missing=False, enum_to_str=True)
+    if "${" not in repr(plain):
+        return OmegaConf.to_yaml(node)
+    return OmegaConf.to_yaml(OmegaConf.create(_escape(plain)))
 
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:

@@ -18,6 +18,7 @@ from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
 from pipeline.eval.labels import class_names
 from pipeline.io.atomic import write_json
+from pipeline.io.folder_lock import hold
 from pipeline.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -161,4 +162,5 @@ class Demo:
 
 
 def run(cfg: DemoConfig) -> dict:
-    return Demo(cfg).run()
+    with hold(cfg.out, "demo"):
+        return Demo(cfg).run()

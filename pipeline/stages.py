@@ -34,7 +34,7 @@ STAGES = _table(
     "stage",
     Stage("synth", "pipeline.synth.stage:SynthConfig", "pipeline.synth.stage:run",
           "generate the synthetic labelled audio-visual corpus (mp4 + manifest)"),
-    Stage("shard", "pipeline.shard.stage:ShardConfig", "pipeline.shard.stage:run",
+    Stage("shard", "pipeline.shard.stage:ShardConfig", "pipeline.shard.owner:run",
           "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)"),
     Stage("train", "pipeline.train.config:TrainConfig", "pipeline.train.engine:run",
           "pretrain with DeepSpeed: gdt | simclr | clip (contrastive) | selavi"),

@@ -32,6 +32,7 @@ from pipeline.detect.localise import load_av_model, random_av_model, write_pseud
 from pipeline.detect.pseudo_labels import PseudoLabels
 from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_open, write_json
+from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.objectives.gather import world
 from pipeline.train.config import TrainConfig
@@ -91,6 +92,12 @@ def _resolve(cfg: DetectConfig) -> TrainConfig:
 
 
 def run(cfg: DetectConfig) -> dict:
+    # rank 0 owns the folder (a launcher's other ranks only join the av training)
+    with hold(Path(cfg.out), "detect", enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _run(cfg)
+
+
+def _run(cfg: DetectConfig) -> dict:
     av_cfg = _resolve(cfg)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

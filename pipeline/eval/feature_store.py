@@ -9,6 +9,7 @@ fingerprint, is extracted again.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class FeatureWriter:
         self.keys: list[str] = []
         self.labels: list[np.ndarray] = []
         self.raw: dict[str, tuple[Path, object, int]] = {}
+        self.temps: list[Path] = []  # temporaries of finish(), removed if it fails
 
     def add(self, keys: list[str], labels: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         self.keys.extend(keys)
@@ -74,6 +76,13 @@ class FeatureWriter:
             self.raw[name][1].write(arr.tobytes())
 
     def finish(self, fingerprint: str, info: dict | None = None) -> FeatureSet:
+        try:
+            return self._finish(fingerprint, info)
+        except BaseException:  # a full disk, ``ulimit -f``: leave no temporary behind
+            self.abort()
+            raise
+
+    def _finish(self, fingerprint: str, info: dict | None) -> FeatureSet:
         keys = np.asarray(self.keys, dtype=str)
         # by (video, key): a video's clips end up contiguous even when one video id is a
         # prefix of another's keys
@@ -83,6 +92,7 @@ class FeatureWriter:
             fh.close()
             src = np.memmap(raw, np.float32, mode="r", shape=(n, dim))
             tmp = temp_path(self.folder / f"{name}.npy")
+            self.temps.append(tmp)
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
             for i in range(0, n, CHUNK):
                 dst[i:i + CHUNK] = src[order[i:i + CHUNK]]
@@ -102,8 +112,22 @@ class FeatureWriter:
 
     def abort(self) -> None:
         for raw, fh, _ in self.raw.values():
-            fh.close()
+            with contextlib.suppress(OSError):  # flushing what is left may fail as the write did
+                fh.close()
             raw.unlink(missing_ok=True)
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(root: str | Path) -> int:
+    """Remove what killed feature writers left under ``root`` (``.NAME.*.tmp``); only
+    for a caller that owns ``root`` whole (no other writer can be running)."""
+    n = 0
+    for p in Path(root).rglob(".*.tmp") if Path(root).is_dir() else []:
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

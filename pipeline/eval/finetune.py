@@ -34,10 +34,11 @@ from pipeline.eval.multiview import accuracies, gather, predict
 from pipeline.export.export import export_run
 from pipeline.export.load import read_spec
 from pipeline.io.atomic import write_json
+from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import barrier, setup_distributed
-from pipeline.train.engine import train
+from pipeline.train.engine import hold_on_main, train
 from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
 
@@ -76,8 +77,10 @@ def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
         return str(src)
     if (src / "config.yaml").is_file() and final_weights(src).is_file():
         dest = Path(cfg.out) / "backbone"
-        if is_main and not (dest / "video" / "config.json").is_file():
-            export_run(src, dest)
+        if is_main:  # array tasks of the splits: the first exports, the others wait for it
+            with hold(dest.parent, "finetune", name=f".{dest.name}.lock", wait=True):
+                if not (dest / "video" / "config.json").is_file():
+                    export_run(src, dest)
         barrier()
         return str(dest)
     raise InputError(f"finetune.backbone={src}: neither an export folder (video/config.json) nor a "
@@ -158,6 +161,11 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
     if fc.only >= len(todo):
         raise ConfigError(f"finetune.only={fc.only}: there are {len(todo)} split(s)")
     info = setup_distributed()
+    with hold_on_main(Path(cfg.out), "finetune", info.is_main, shared=fc.only >= 0):  # array tasks share it
+        return _run_parts(cfg, fc, todo, info, stop_requested)
+
+
+def _run_parts(cfg: TrainConfig, fc, todo: list[Split], info, stop_requested) -> dict:
     export = resolve_backbone(cfg, info.is_main)
     out = Path(cfg.out)
     for i, split in enumerate(todo):

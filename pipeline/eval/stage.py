@@ -23,18 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import MISSING, ConfigError, save_config
+from pipeline.config import MISSING, ConfigError, to_yaml
 from pipeline.errors import InputError
 from pipeline.eval import protocols
 from pipeline.eval.clustering import clustering_metrics, kmeans_labels
-from pipeline.eval.feature_store import FeatureSet, video_runs
+from pipeline.eval.feature_store import FeatureSet, remove_temporaries, video_runs
 from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.labels import class_names
 from pipeline.eval.linear_probe import linear_probe
+from pipeline.export.manifest import verify_export
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
-from pipeline.io.atomic import save_npz, write_json
+from pipeline.io.atomic import commit_together, json_writer, text_writer, write_json
+from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import expand_shards
 from pipeline.shard.keys import video_of
 
@@ -152,8 +154,7 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
             result.update(metrics)
             result["n_train"], result["n_test"] = train.n, test.n
             result["n_test_videos"] = len(video_runs(test.keys)[0])
-            save_npz(out / "embeddings.npz", _embedding_sample(test))
-            write_json(out / "retrieval_examples.json", _examples(test))
+            sample, examples = _embedding_sample(test), _examples(test)
         else:
             result["random_init"] = metrics
     if in_sample(cfg.train_shards, cfg.test_shards):
@@ -173,7 +174,10 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
     if cfg.cluster_eval:
         ce = json.loads(Path(cfg.cluster_eval).read_text())
         result.update({f"selavi_{k}": ce[k] for k in ("nmi", "ari", "cluster_acc") if k in ce})
-    write_json(out / "eval.json", result, indent=2)
+    commit_together([(out / "eval_config.yaml", text_writer(to_yaml(cfg))),  # with the results it made
+                     (out / "embeddings.npz", lambda fh: np.savez_compressed(fh, **sample)),
+                     (out / "retrieval_examples.json", json_writer(examples)),
+                     (out / "eval.json", json_writer(result, indent=2))])
     log.info("eval: kNN %.3f (random %.3f), R@1 a2v %.1f -> %s", result.get("knn_top1", float("nan")),
              result.get("random_init", {}).get("knn_top1", float("nan")), result.get("r_at_1_a2v", float("nan")),
              out / "eval.json")
@@ -205,7 +209,9 @@ def protocol_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
             work = out / name / (part.name or "all") / tag
             metrics = protocols.score(name, part, features, work, cfg.seed)
             row.update(metrics) if pretrained else row.update(random_init=metrics)
-        write_json(out / name / f"{part.name or 'all'}.json", row, indent=2)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        commit_together([(out / f"{name}_config.yaml", text_writer(to_yaml(cfg))),  # with the results it made
+                         (out / name / f"{part.name or 'all'}.json", json_writer(row, indent=2))])
         log.info("eval %s %s: %s", name, part.name, {k: v for k, v in row.items() if isinstance(v, float)})
     done = {p.name or "all": out / name / f"{p.name or 'all'}.json" for p in parts}
     if not all(p.exists() for p in done.values()):
@@ -222,8 +228,14 @@ def run(cfg: EvalConfig) -> dict:
     out, export = Path(cfg.out), Path(cfg.export)
     if not (export / "video" / "config.json").exists():
         raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / f"{cfg.protocol if cfg.protocol != 'default' else 'eval'}_config.yaml")
-    if cfg.protocol == "default":
-        return default_eval(cfg, out, export)
-    return protocol_eval(cfg, out, export)
+    verify_export(export)  # whole, from one run: never score a half-replaced export
+    part = cfg.protocol != "default" and cfg.only >= 0  # array tasks share the folder by design
+    with hold(out, "eval", shared=part), hold(out, "eval", name=f".{cfg.protocol}-{cfg.only}.lock", enabled=part):
+        if not part:  # the folder is ours alone: what killed writers left in it goes
+            removed = remove_temporaries(out)
+            if removed:
+                log.info("eval: removed %d temporary file(s) left by an interrupted run in %s", removed, out)
+        # the config is committed with the results it made (commit_together), never before
+        if cfg.protocol == "default":
+            return default_eval(cfg, out, export)
+        return protocol_eval(cfg, out, export)

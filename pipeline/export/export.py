@@ -1,17 +1,24 @@
 """``python -m pipeline export RUN_DIR --out DIR``: each backbone of a training run as
-safetensors plus a JSON config (architecture and the input it expects)."""
+safetensors plus a JSON config (architecture and the input it expects), and a
+``manifest.json`` (run id, every file's size and SHA-256) written last. The export is
+built beside ``DIR`` and swapped in whole (``write_export``): an interrupted export
+leaves the previous one, or none, never a mix."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from pipeline.config import MISSING, load_config, save_config
+from pipeline.config import MISSING, load_config, to_yaml
 from pipeline.errors import InputError
-from pipeline.io.atomic import atomic_open, save_safetensors, write_json
+from pipeline.export.manifest import NAME, sha256_file, write_manifest
+from pipeline.io.atomic import atomic_open, save_safetensors, write_json, write_text
+from pipeline.io.atomic_dir import build_aside
+from pipeline.io.folder_lock import hold
 from pipeline.loader.audio_features import feature_shape
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
@@ -58,7 +65,63 @@ def _shard_fps(cfg: TrainConfig) -> float | None:
     return None
 
 
-def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
+@dataclass
+class ExportPart:
+    """One modality of an export: ``config.json`` content and its weight files (an
+    imported checkpoint may come without a projection head: ``head`` None)."""
+    kind: str
+    spec: dict
+    backbone: dict[str, torch.Tensor]
+    head: dict[str, torch.Tensor] | None
+
+
+def is_export(folder: Path) -> bool:
+    """What ``write_export`` may replace: a folder of ours (an export, old or interrupted,
+    or nothing), never a folder of other files someone pointed ``out=`` at."""
+    ours = {"video", "audio", "text", "export_config.yaml", "import_config.yaml", NAME}
+    return folder.is_dir() and not folder.is_symlink() and {p.name for p in folder.iterdir()} <= ours
+
+
+def write_export(out: str | os.PathLike, parts: list[ExportPart], run_id: str, source: str,
+                 torchscript: bool = False, files: dict[str, str] | None = None) -> dict:
+    """Write an export at ``out`` whole or not at all: every part, ``files`` (name -> text,
+    e.g. the config that made it) and ``manifest.json`` (last) in a folder built beside
+    ``out``, fsynced, then swapped in; an existing export there is replaced whole. Returns
+    {kind: folder}. Any writer of exports (``export``, an import of foreign weights) goes
+    through here, so ``eval``'s ``verify_export`` holds for all of them."""
+    out = Path(out)
+    with hold(out.parent, "export", name=f".{out.name}.lock", label=out):
+        try:
+            with build_aside(out, is_export) as tmp:
+                for name, text in (files or {}).items():
+                    write_text(tmp / name, text)
+                for part in parts:
+                    _write_part(tmp / part.kind, part, run_id, torchscript)
+                write_manifest(tmp, run_id, source)
+        except FileExistsError:
+            raise InputError(f"out={out}: exists and holds files that are not an export; choose a new "
+                             "or empty folder") from None
+    exported = {p.kind: str(out / p.kind) for p in parts}
+    log.info("exported %s -> %s", ", ".join(exported), out)
+    return exported
+
+
+def _write_part(folder: Path, part: ExportPart, run_id: str, torchscript: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors(folder / "backbone.safetensors", {k: v.contiguous() for k, v in part.backbone.items()})
+    if part.head is not None:
+        save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in part.head.items()})
+    spec = {**part.spec, "run_id": run_id}
+    write_json(folder / "config.json", spec, indent=2)
+    if torchscript and part.kind != "text":
+        from pipeline.export.load import load_backbone
+        net = load_backbone(folder)
+        with atomic_open(folder / "backbone.ts", "wb") as fh:
+            torch.jit.save(torch.jit.trace(net, _example(spec)), fh)
+
+
+def run_parts(run_dir: Path) -> tuple[list[ExportPart], str]:
+    """The parts of a finished training run, and its id (SHA-256 of its final weights)."""
     cfg_path, weights = run_dir / "config.yaml", final_weights(run_dir)
     for p in (cfg_path, weights):
         if not p.exists():
@@ -66,7 +129,7 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
     cfg = load_config(TrainConfig, [cfg_path])
     state = load_file(weights)
     prefix = "model."
-    exported = {}
+    parts = []
     for kind in ("video", "audio", "text"):
         tower = getattr(cfg.model, kind)
         if not tower.name:
@@ -77,7 +140,6 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
                 if k.startswith(f"{prefix}heads.{kind}.")}
         if not bb:
             raise InputError(f"{weights}: no weights for the {kind} backbone")
-        folder = out / kind
         hidden = head["net.0.weight"].shape[0]
         spec = {"format": 1, "kind": kind, "name": tower.name, "args": dict(tower.args),
                 "out_dim": int(head["net.0.weight"].shape[1]),
@@ -85,27 +147,13 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
                          "out_dim": int(head["net.3.weight"].shape[0]), "normalize": cfg.model.normalize},
                 "input": _input_spec(cfg, kind, _shard_fps(cfg)), "method": cfg.method,
                 "source": str(run_dir)}
-        write_tower(folder, bb, head, spec)
-        if torchscript and kind != "text":
-            from pipeline.export.load import load_backbone
-            net = load_backbone(folder)
-            example = _example(spec)
-            with atomic_open(folder / "backbone.ts", "wb") as fh:
-                torch.jit.save(torch.jit.trace(net, example), fh)
-        exported[kind] = str(folder)
-    log.info("exported %s -> %s", ", ".join(exported), out)
-    return exported
+        parts.append(ExportPart(kind, spec, bb, head))
+    return parts, sha256_file(weights)
 
 
-def write_tower(folder: Path, backbone: dict, head: dict | None, spec: dict) -> None:
-    """One modality of an export: ``backbone.safetensors``, ``head.safetensors`` (when
-    there is a head) and ``config.json``, each written atomically; shared by ``export``
-    and ``import`` (published checkpoints) so both give the same format."""
-    folder.mkdir(parents=True, exist_ok=True)
-    save_safetensors(folder / "backbone.safetensors", {k: v.contiguous() for k, v in backbone.items()})
-    if head is not None:
-        save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in head.items()})
-    write_json(folder / "config.json", spec, indent=2)
+def export_run(run_dir: Path, out: Path, torchscript: bool = False, files: dict[str, str] | None = None) -> dict:
+    parts, run_id = run_parts(Path(run_dir))
+    return write_export(out, parts, run_id, str(run_dir), torchscript, files)
 
 
 def _example(spec: dict) -> torch.Tensor:
@@ -117,7 +165,5 @@ def _example(spec: dict) -> torch.Tensor:
 
 
 def run(cfg: ExportConfig) -> dict:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "export_config.yaml")
-    return export_run(Path(cfg.run_dir), out, cfg.torchscript)
+    return export_run(Path(cfg.run_dir), Path(cfg.out), cfg.torchscript,
+                      files={"export_config.yaml": to_yaml(cfg)})

@@ -18,28 +18,23 @@ import argparse
 import contextlib
 import hashlib
 import logging
-import os
 import pickle
 import re
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from pipeline.config import MISSING, save_config
+from pipeline.config import MISSING, to_yaml
 from pipeline.errors import InputError
-from pipeline.export.export import write_tower
+from pipeline.export.export import ExportPart, is_export, write_export
 from pipeline.export.layouts import LayoutError, Mapped, Tower, map_state, strip_module
-from pipeline.io.atomic import fsync_dir
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import BUILDERS
 
 log = logging.getLogger(__name__)
 SAFE_EXTRA = [argparse.Namespace]
-KINDS = ("video", "audio", "text")
 
 
 @dataclass
@@ -142,30 +137,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _target(out: Path) -> None:
-    """Refuse to replace a folder that is not an export (or an empty one)."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not any(
-            (out / k / "config.json").exists() for k in KINDS))):
-        raise InputError(f"{out}: exists and is not an export folder; choose a new or empty folder")
-
-
-def _publish(staged: Path, out: Path) -> None:
-    """Swap the finished folder in: ``out`` holds the old export or the new one, never a
-    mix (between the two renames it is briefly absent; a crash there leaves both folders
-    beside it, ``.OUT.old-*`` and ``.OUT.import-*``)."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "x")
-        os.replace(staged, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, out)
-    fsync_dir(out.parent)
-
-
 def import_checkpoint(path: Path, out: Path, head: int = 0, cfg: ImportConfig | None = None) -> dict:
     """Write ``path``'s towers to ``out`` in the export format; {kind: folder}."""
-    _target(out)
+    if out.exists() and not is_export(out):  # before reading a possibly large checkpoint
+        raise InputError(f"{out}: exists and is not an export folder; choose a new or empty folder")
     state = state_of(read_checkpoint(path), path)
     try:
         mapped = map_state(state, head)
@@ -178,18 +153,12 @@ def import_checkpoint(path: Path, out: Path, head: int = 0, cfg: ImportConfig | 
             w0, w3 = t.head["net.0.weight"], t.head["net.3.weight"]
             _check(path, f"{t.kind} head", lambda: ProjectionHead(w0.shape[1], w3.shape[0], w0.shape[0]), t.head)
     digest = _sha256(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.import-"))
-    try:
-        os.chmod(staged, 0o755)  # mkdtemp's folders are private; an export is for whoever reads it
-        for t in mapped.towers:
-            write_tower(staged / t.kind, t.backbone, t.head, _spec(t, mapped, path, digest, dims[t.kind]))
-        if cfg is not None:
-            save_config(cfg, staged / "import_config.yaml")
-        _publish(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    parts = [ExportPart(t.kind, _spec(t, mapped, path, digest, dims[t.kind]), t.backbone, t.head)
+             for t in mapped.towers]
+    files = {"import_config.yaml": to_yaml(cfg)} if cfg is not None else None
+    # the same writer as ``export``: built aside, manifest last, swapped in whole; the
+    # checkpoint's SHA-256 is the run id that eval checks every part against
+    write_export(out, parts, digest, str(path), files=files)
     for prefix, why in mapped.dropped.items():
         log.info("dropped %s* (%s)", prefix, why)
     log.info("imported %s (%s layout) -> %s: %s", path, mapped.layout, out,

@@ -23,6 +23,12 @@ from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import BUILDERS
 
 
+# The largest architecture built from a config.json with no weights file beside it (the
+# random-init baseline of an export whose weights were left out): the biggest backbone
+# here is ~33M parameters; 1e9 (4 GB in float32) leaves room and refuses a typo'd 1 TB.
+MAX_UNCHECKED_PARAMETERS = 1_000_000_000
+
+
 class WithHead(nn.Module):
     """Backbone followed by its projection head: inputs -> the shared embedding space."""
 
@@ -56,6 +62,8 @@ def read_spec(folder: str | Path) -> dict:
         spec = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not JSON ({err})") from None
+    except RecursionError:  # e.g. 200,000 nested '['
+        raise InputError(f"{path}: not an export config (nested too deeply to read)") from None
     if not isinstance(spec, dict) or spec.get("kind") not in BUILDERS:
         kind = spec.get("kind") if isinstance(spec, dict) else None
         raise InputError(f"{path}: unknown kind {kind!r}; this version loads {', '.join(BUILDERS.names())}")
@@ -72,17 +80,38 @@ def read_spec(folder: str | Path) -> dict:
     return spec
 
 
+def _planned(build: Callable[[], nn.Module], spec_path: Path) -> dict[str, tuple]:
+    """Tensor names and shapes ``build()`` would allocate, found without allocating them."""
+    try:
+        with torch.device("meta"):
+            return {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except (RuntimeError, ValueError, TypeError, OverflowError) as err:
+        if isinstance(err, InputError) or type(err).__name__ == "ConfigError":
+            raise
+        raise InputError(f"{spec_path}: cannot build the architecture it describes ({str(err).splitlines()[0][:120]})") from None
+
+
+def _numel(shapes: dict[str, tuple]) -> int:
+    return sum(int(torch.Size(s).numel()) for s in shapes.values())
+
+
+def _header(weights: Path) -> dict[str, tuple]:
+    """Names and shapes in a safetensors header; InputError for one that is not readable
+    (a crafted length, offsets or dtype), so no error of the parser escapes as a traceback."""
+    try:
+        with safe_open(str(weights), "pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as err:  # safetensors' own error type is not part of its public API
+        raise InputError(f"{weights}: not a readable safetensors file ({str(err).splitlines()[0][:120]})") from None
+
+
 def _check_shapes(build: Callable[[], nn.Module], weights: Path) -> None:
     """InputError unless ``build()`` has exactly the tensors (names, shapes) of ``weights``."""
-    with torch.device("meta"):  # the architecture, without allocating it
-        want = {k: tuple(v.shape) for k, v in build().state_dict().items()}
-    with safe_open(str(weights), "pt") as fh:
-        have = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    want, have = _planned(build, weights.parent / "config.json"), _header(weights)
     if want != have:
-        size = lambda d: sum(int(torch.Size(s).numel()) for s in d.values())  # noqa: E731
         odd = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
-        raise InputError(f"{weights}: holds {size(have):,} parameters in {len(have)} tensors; its "
-                         f"config.json describes {size(want):,} in {len(want)} (first difference: "
+        raise InputError(f"{weights}: holds {_numel(have):,} parameters in {len(have)} tensors; its "
+                         f"config.json describes {_numel(want):,} in {len(want)} (first difference: "
                          f"{odd[0]})")
 
 
@@ -106,9 +135,17 @@ def load_backbone(folder: str | Path, with_head: bool = False, device: str = "cp
             _check_shapes(build, weights)
         elif pretrained:
             raise InputError(f"{weights}: missing")
+        elif (n := _numel(_planned(build, folder / "config.json"))) > MAX_UNCHECKED_PARAMETERS:  # no file bounds it
+            raise InputError(f"{folder / 'config.json'}: describes a {part} of {n:,} parameters and there "
+                             f"is no {weights.name} to check it against; more than "
+                             f"{MAX_UNCHECKED_PARAMETERS:,} is not built")
         net = build()
         if pretrained:
-            net.load_state_dict(load_file(weights, device=device))
+            try:
+                state = load_file(weights, device=device)
+            except Exception as err:  # the header was read; the data behind it may still be bad
+                raise InputError(f"{weights}: unreadable ({str(err).splitlines()[0][:120]})") from None
+            net.load_state_dict(state)
         nets.append(net)
     net = WithHead(nets[0], nets[1], spec["kind"]) if with_head else nets[0]
     return net.to(device).eval()

@@ -119,12 +119,24 @@ class ClipStream(torch.utils.data.IterableDataset):
             random.Random(f"{p.seed}/{p.epoch}").shuffle(urls)
         # split by node, then by worker: each (rank, worker) reads a disjoint set of shards
         mine = readers_shards(urls, p.rank * n_workers + worker, p.world_size * n_workers)
+        since = 0  # the cycle from which ``mine`` is the current set
         for cycle in count():
             if cycle and not p.fixed_length:
                 return  # evaluation: every sample once
-            if cycle > 1 and not self.read:  # (a cycle's last sample is counted as the next begins)
-                raise InputError(f"loader: rank {p.rank} worker {worker} read no sample from its "
-                                 f"shards {mine[:3]}..., e.g. {self.last_error}")
+            if cycle - since > 1 and not self.read:  # (a cycle's last sample is counted as the next begins)
+                rank_shards = [u for w in range(n_workers)
+                               for u in readers_shards(urls, p.rank * n_workers + w, p.world_size * n_workers)]
+                if since or len(rank_shards) == len(mine):
+                    raise InputError(f"loader: rank {p.rank} read no sample from any of its {len(rank_shards)} "
+                                     f"shard(s) {rank_shards[:3]}..., e.g. {self.last_error}")
+                # a worker whose own shards are all unreadable borrows the rank's others
+                # (as a resampled loader would draw them) instead of stopping the run;
+                # what it could not read is counted in batch["skipped"]
+                log.warning("loader: rank %d worker %d read no sample from its shards %s; reading the "
+                            "rank's other shards (e.g. %s)", p.rank, worker, mine[:3], self.last_error)
+                mine = [u for u in rank_shards if u not in mine]
+                random.Random(f"{p.seed}/{p.epoch}/{p.rank}/{worker}/borrow").shuffle(mine)
+                since = cycle
             order = list(mine)
             if cycle and p.shuffle_shards:  # training cycles its shards until the epoch is full
                 random.Random(f"{p.seed}/{p.epoch}/{p.rank}/{worker}/{cycle}").shuffle(order)

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.config import MISSING
 from pipeline.io.atomic import write_text
+from pipeline.io.folder_lock import hold
 from pipeline.loader.lookup import read_samples
 from pipeline.report.cluster_browser import _thumb
 from pipeline.report.downstream import finetune_section, in_sample_banner, metric_name, protocols_section
@@ -129,7 +130,8 @@ def build_report(cfg: ReportConfig) -> Path:
         for png in sorted(d.parent.glob("*.png")):
             body.append(f"<p>{esc(png.name)}</p>" + png_tag(png.read_bytes(), png.name, width=1100))
     path = Path(cfg.out) if cfg.out else run / "report.html"
-    write_text(path, page(f"report: {run.name}", "".join(body)))
+    with hold(path.parent, "report", name=f".{path.name}.lock", label=path):  # the page, not the run folder
+        write_text(path, page(f"report: {run.name}", "".join(body)))
     log.info("report -> %s", path)
     return path
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from pipeline.config import MISSING, ConfigError, save_config
 from pipeline.io.atomic import atomic_open, write_json
+from pipeline.io.folder_lock import hold
 from pipeline.synth.mp4 import write_mp4
 from pipeline.synth.classes import SynthClass, caption, make_classes
 from pipeline.synth.render import (ObjectTrack, background, bouncing_track, mask_bbox,
@@ -121,6 +122,11 @@ def _make_one(args) -> dict:
 
 
 def run(cfg: SynthConfig) -> dict:
+    with hold(cfg.out, "synth"):
+        return _run(cfg)
+
+
+def _run(cfg: SynthConfig) -> dict:
     out = Path(cfg.out)
     classes = make_classes(cfg.n_classes)
     (out / "videos").mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pipeline.io.atomic import atomic_open, write_json
 from pipeline.report.cluster_browser import write_cluster_browser
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import setup_distributed
-from pipeline.train.engine import train
+from pipeline.train.engine import hold_on_main, train
 from pipeline.train.method import StepContext, final_weights
 from pipeline.train.methods import build_method
 from pipeline.train.methods.selavi import SeLaViMethod
@@ -67,12 +67,14 @@ def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
 def run(cfg: TrainConfig) -> dict:
     if cfg.method != "selavi":
         raise ConfigError(f"cluster: method must be selavi, got {cfg.method!r}")
-    result = train(cfg)
-    if result["status"] != "done":
+    is_main = setup_distributed().is_main
+    with hold_on_main(Path(cfg.out), "cluster", is_main):  # training, labels and browser: one owner
+        result = train(cfg)
+        if result["status"] != "done":
+            return result
+        method = label_corpus(cfg)
+        if is_main:
+            result.update(write_outputs(cfg, method))
+            log.info("cluster: NMI %s ARI %s acc %s -> %s", result.get("nmi"), result.get("ari"),
+                     result.get("cluster_acc"), Path(cfg.out) / "clusters.html")
         return result
-    method = label_corpus(cfg)
-    if setup_distributed().is_main:
-        result.update(write_outputs(cfg, method))
-        log.info("cluster: NMI %s ARI %s acc %s -> %s", result.get("nmi"), result.get("ari"),
-                 result.get("cluster_acc"), Path(cfg.out) / "clusters.html")
-    return result

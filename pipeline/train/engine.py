@@ -7,17 +7,19 @@ so resuming is exact), metrics, and stop requests (pre-emption) from the launche
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
 
 from pipeline.config import save_config
+from pipeline.io.folder_lock import FolderBusy, hold
 from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
@@ -49,9 +51,30 @@ def train(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) ->
     Returns ``{"status": "done" | "interrupted", "step", "checkpoint", "out"}``; on a stop
     request every rank saves a checkpoint first, so a requeued job resumes exactly.
     """
+    info = setup_distributed()
+    with hold_on_main(Path(cfg.out), "train", info.is_main):
+        return _train(cfg, info, stop_requested)
+
+
+@contextlib.contextmanager
+def hold_on_main(out: Path, stage: str, is_main: bool, shared: bool = False) -> Iterator[None]:
+    """Rank 0 owns ``out`` for the run (see ``pipeline.io.folder_lock``); when it cannot,
+    every rank stops with the same error instead of waiting in a collective."""
+    with contextlib.ExitStack() as stack:
+        busy: FolderBusy | None = None
+        if is_main:
+            try:
+                stack.enter_context(hold(out, stage, shared=shared))
+            except FolderBusy as err:
+                busy = err
+        if any_rank(busy is not None):
+            raise busy or FolderBusy(f"{out}: rank 0 could not take the run folder (see its error)")
+        yield
+
+
+def _train(cfg: TrainConfig, info, stop_requested: Callable[[], bool] | None) -> dict:
     import deepspeed
 
-    info = setup_distributed()
     out = Path(cfg.out)
     root = out / "checkpoints"
     if info.is_main:
