@@ -8,6 +8,8 @@ from __future__ import annotations
 import colorsys
 from dataclasses import asdict, dataclass
 
+from pipeline.synth.hard import class_sound
+
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 TIMBRES = ("sine", "square", "saw", "bell")
@@ -68,7 +70,6 @@ def make_classes(n_classes: int, difficulty: str = "easy") -> list[SynthClass]:
             timbre=TIMBRES[(i * 3) % len(TIMBRES)], rhythm=RHYTHMS[(i // 2) % len(RHYTHMS)],
         ))
     if difficulty == "hard":
-        from pipeline.synth.hard import class_sound
         classes = [SynthClass(**{**asdict(c), "f0": 0.0, "rhythm": class_sound(c.index)[0],
                                  "timbre": class_sound(c.index)[1]}) for c in classes]
     names = [c.name for c in classes]

@@ -3,6 +3,12 @@
 Real H.264 + AAC mp4 files written with PyAV, a ``manifest.jsonl`` (path, label, caption,
 per-frame boxes of the sounding object) and ``classes.json``. It is the embedded default
 of the demo and the learning checks, and the ground truth for detection.
+
+``difficulty=hard`` (the default) makes a class's sound its rhythm only, under per-video
+pitch, timbre, loudness, room and noise, with quieter rhythms of other classes
+(``pipeline.synth.hard``): an untrained audio network is near chance on it, so the demo's
+audio numbers can show learning. ``difficulty=easy`` is the earlier corpus (a fixed pitch,
+timbre and rhythm per class), kept for tests that rely on it; its videos are unchanged.
 """
 from __future__ import annotations
 
