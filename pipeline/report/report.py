@@ -117,7 +117,7 @@ def build_report(cfg: ReportConfig) -> Path:
         body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
                     f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
                     "initialisation beside the trained ones.</p>" + _modality_table(ev)
-                    + "<h3>All metrics</h3>" + _eval_table(ev))
+                    + "<details><summary>all metrics</summary>" + _eval_table(ev) + "</details>")
         emb = run / "eval" / "embeddings.npz"
         if emb.exists():
             z = np.load(emb)
