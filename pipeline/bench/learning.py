@@ -68,9 +68,14 @@ def _sha1(path: str) -> str:
 
 def _commit() -> str:
     try:
+        here = Path(__file__).resolve().parent
         res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
-        return res.stdout.strip() if res.returncode == 0 else ""
+                             cwd=here, timeout=10)
+        if res.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=10).stdout.strip()
+        return res.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -148,6 +153,7 @@ def run(cfg: Config) -> dict:
         print(text)
         return result
     seeds = cfg.seed_list()
+    commit = _commit()  # the code the seeds run with, taken before they start
     from pipeline.demo import DemoConfig, run as demo_run
     root = Path(cfg.out)
     per_seed, times, first = {}, {}, None
@@ -162,7 +168,7 @@ def run(cfg: Config) -> dict:
         first = first or out
     recipes = {name: {"path": getattr(demo_cfg, name), "sha1": _sha1(getattr(demo_cfg, name))} for name in RECIPES}
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": machine(), "commit": _commit(), "recipes": recipes, "demo": list(cfg.demo),
+              "machine": machine(), "commit": commit, "recipes": recipes, "demo": list(cfg.demo),
               "seeds": seeds, "n_test_videos": per_seed[seeds[0]].get("n_test_videos"),
               "metrics": summarise(per_seed), "times_s": {str(s): t for s, t in times.items()}}
     write_json(cfg.json or root / "learning.json", result, indent=2)
