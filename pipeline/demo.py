@@ -17,6 +17,7 @@ from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
 from pipeline.eval.labels import class_names
+from pipeline.eval.modalities import per_modality, text_table
 from pipeline.io.atomic import write_json
 from pipeline.io.folder_lock import hold
 from pipeline.stages import STAGES
@@ -31,6 +32,7 @@ class DemoConfig:
     holdout: float = field(default=0.2, metadata={"help": "corpus=DIR without a splits.csv (train/test): fraction of each class's files held out for evaluation (seeded, clips of a file never straddle); 0 = evaluate on the training clips (in-sample)", "min": 0, "below": 1})
     n_train: int = field(default=256, metadata={"help": "synthetic training videos", "min": 1})
     n_test: int = field(default=96, metadata={"help": "synthetic held-out videos", "min": 1})
+    difficulty: str = field(default="hard", metadata={"help": "synthetic corpus: hard (sounds a random-init network cannot separate) or easy (the earlier corpus)", "choices": ["hard", "easy"]})
     n_classes: int = field(default=8, metadata={"help": "synthetic classes", "min": 2, "max": 64})
     short_side: int = field(default=64, metadata={"help": "frame size (short side) of the shards GDT, SeLaVi and eval read", "min": 2})
     detect_short_side: int = field(default=96, metadata={"help": "frame size of the detection stage's shards (0 = the same shards)", "min": 0})
@@ -74,7 +76,7 @@ class Demo:
             folder = self.out / "corpus" / split
             if not (folder / "manifest.jsonl").exists():
                 self.stage("synth", [], [f"out={folder}", f"n_videos={n}", f"n_classes={self.cfg.n_classes}",
-                                         f"seed={seed}"])
+                                         f"seed={seed}", f"difficulty={self.cfg.difficulty}"])
             inputs.append(str(folder / "manifest.jsonl"))
         return inputs[0], inputs[1]
 
@@ -157,6 +159,7 @@ class Demo:
                       and train_shards != test_shards else {}), **{f"{k}_s": v for k, v in self.times.items()}}
         write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]
+        print("\n" + text_table(result.get("per_modality") or per_modality(result)))
         print(f"\nreport: {Path(report).resolve()}\neval:   {(self.out / 'eval.json').resolve()}")
         return {"report": report, "eval": result, "times": self.times}
 

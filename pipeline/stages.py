@@ -76,4 +76,6 @@ BENCHES = _table(
           "peak RSS of the shard stage on a short cut of a film vs the whole film (flat with length?)"),
     Stage("scale", "pipeline.bench.scale:Config", "pipeline.bench.scale:run",
           "every stage at N and 8N synthetic videos, own process each: s/item, peak RSS, ratios"),
+    Stage("learning", "pipeline.bench.learning:Config", "pipeline.bench.learning:run",
+          "the demo's learned stages per seed: each held-out metric per seed, mean, std, random init; --markdown"),
 )

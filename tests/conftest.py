@@ -15,7 +15,7 @@ def synth_corpus(tmp_path_factory) -> Path:
     from pipeline.synth.stage import SynthConfig, run
     out = tmp_path_factory.mktemp("synth_corpus")
     run(load_config(SynthConfig, [], [f"out={out}", "n_videos=24", "n_classes=4", "seconds=3",
-                                      "size=64", "seed=11", "workers=2"]))
+                                      "size=64", "seed=11", "workers=2", "difficulty=easy"]))
     return out
 
 

@@ -17,7 +17,7 @@ from pipeline.synth.classes import make_classes
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     cfg = load_config(SynthConfig, [], [f"out={out}", "n_videos=12", "n_classes=6",
-                                         "seconds=2", "size=64", "workers=2", "seed=3"])
+                                         "seconds=2", "size=64", "workers=2", "seed=3", "difficulty=easy"])
     run(cfg)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     return out, rows

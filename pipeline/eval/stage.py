@@ -32,6 +32,7 @@ from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.labels import class_names
 from pipeline.eval.linear_probe import linear_probe
+from pipeline.eval.modalities import flagged, per_modality
 from pipeline.export.manifest import verify_export
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
@@ -174,6 +175,10 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
     if cfg.cluster_eval:
         ce = json.loads(Path(cfg.cluster_eval).read_text())
         result.update({f"selavi_{k}": ce[k] for k in ("nmi", "ari", "cluster_acc") if k in ce})
+    result["per_modality"] = per_modality(result)
+    result["no_better_than_random"] = flagged(result["per_modality"])
+    for name in result["no_better_than_random"]:
+        log.warning("eval: %s is no better than random init", name)
     commit_together([(out / "eval_config.yaml", text_writer(to_yaml(cfg))),  # with the results it made
                      (out / "embeddings.npz", lambda fh: np.savez_compressed(fh, **sample)),
                      (out / "retrieval_examples.json", json_writer(examples)),

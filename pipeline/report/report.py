@@ -19,12 +19,13 @@ from pipeline.report.cluster_browser import _thumb
 from pipeline.report.downstream import finetune_section, in_sample_banner, metric_name, protocols_section
 from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
+from pipeline.eval.modalities import FLAG, per_modality
 from pipeline.utils.metrics import read_jsonl
 
 log = logging.getLogger(__name__)
 
 EVAL_ROWS = [("knn_top1", "kNN top-1 (video, k=20)"), ("knn_top1_k1", "kNN top-1 (video, k=1)"),
-             ("linear_top1", "linear probe top-1 (video)"), ("knn_top1_audio", "kNN top-1 (audio, k=20)"),
+             ("linear_top1", "linear probe top-1 (video)"), ("knn_top1_k20_audio", "kNN top-1 (audio, k=20)"),
              ("knn_top1_av", "kNN top-1 (video+audio)"), ("r_at_1_a2v", "R@1 audio->video"),
              ("r_at_5_a2v", "R@5 audio->video"), ("r_at_10_a2v", "R@10 audio->video"),
              ("medr_a2v", "median rank audio->video"), ("r_at_1_v2a", "R@1 video->audio"),
@@ -52,6 +53,24 @@ def _eval_table(ev: dict) -> str:
         if key in ev:
             rows.append({"metric": metric_name(key, name, ev), "trained": ev[key], "random init": rnd.get(key, "")})
     return table(rows, ["metric", "trained", "random init"])
+
+
+def _modality_table(ev: dict) -> str:
+    """Video, audio and joint, each beside random init; a metric training did not
+    clearly lift above random init says so in red."""
+    pm = ev.get("per_modality") or per_modality(ev)
+    rows = ["<tr><th>modality</th><th>metric</th><th>trained</th><th>random init</th><th></th></tr>"]
+    for mod, metrics in pm.items():
+        for row in metrics.values():
+            note = "" if row.get("clearly_above", True) else f"<span class='bad'>{esc(FLAG)}</span>"
+            rnd = row.get("random_init", "")
+            rows.append(f"<tr><td>{esc(mod)}</td><td>{esc(row['label'])}</td><td>{esc(_fmt(row['trained']))}</td>"
+                        f"<td>{esc(_fmt(rnd))}</td><td>{note}</td></tr>")
+    return "<h3>Per modality</h3><table>" + "".join(rows) + "</table>" if len(rows) > 1 else ""
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
@@ -98,7 +117,8 @@ def build_report(cfg: ReportConfig) -> Path:
         held = "test (in-sample)" if ev.get("in_sample") else "held-out"
         body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
                     f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
-                    "initialisation beside the trained ones.</p>" + _eval_table(ev))
+                    "initialisation beside the trained ones.</p>" + _modality_table(ev)
+                    + "<details><summary>all metrics</summary>" + _eval_table(ev) + "</details>")
         emb = run / "eval" / "embeddings.npz"
         if emb.exists():
             z = np.load(emb)

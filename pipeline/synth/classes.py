@@ -8,6 +8,8 @@ from __future__ import annotations
 import colorsys
 from dataclasses import asdict, dataclass
 
+from pipeline.synth.hard import class_sound
+
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 TIMBRES = ("sine", "square", "saw", "bell")
@@ -24,12 +26,15 @@ class SynthClass:
     texture: str
     rgb: tuple[int, int, int]
     colour: str
-    f0: float       # fundamental frequency of the sound, Hz
+    f0: float       # fundamental frequency of the sound, Hz (0: drawn per video, difficulty=hard)
     timbre: str
     rhythm: str
 
     def caption_words(self) -> dict[str, str]:
-        pitch = "low" if self.f0 < 400 else ("high" if self.f0 > 900 else "middle")
+        if not self.f0:
+            pitch = "varying"
+        else:
+            pitch = "low" if self.f0 < 400 else ("high" if self.f0 > 900 else "middle")
         return {"colour": self.colour, "texture": self.texture, "shape": self.shape,
                 "pitch": pitch, "timbre": self.timbre, "rhythm": self.rhythm}
 
@@ -37,12 +42,17 @@ class SynthClass:
         return asdict(self)
 
 
-def make_classes(n_classes: int) -> list[SynthClass]:
+def make_classes(n_classes: int, difficulty: str = "easy") -> list[SynthClass]:
     """K distinct classes: shape, texture, hue, pitch, timbre and rhythm vary together.
 
     Hues and pitches are spread evenly so neighbouring classes differ in several
-    attributes at once; no two classes share the (shape, texture, hue) triple.
+    attributes at once; no two classes share the (shape, texture, hue) triple. With
+    ``difficulty="hard"`` the looks are the same, but a class's sound is only a rhythm
+    (and, past the eighth class, a timbre family): ``f0`` is 0 (drawn per video) and
+    ``timbre`` names the family (``pipeline.synth.hard``).
     """
+    if difficulty not in ("easy", "hard"):
+        raise ValueError(f"difficulty must be 'easy' or 'hard', got {difficulty!r}")
     if not 2 <= n_classes <= 64:
         raise ValueError(f"n_classes must be between 2 and 64, got {n_classes}")
     classes = []
@@ -59,6 +69,9 @@ def make_classes(n_classes: int) -> list[SynthClass]:
             rgb=(int(r * 255), int(g * 255), int(b * 255)), colour=colour, f0=round(f0, 2),
             timbre=TIMBRES[(i * 3) % len(TIMBRES)], rhythm=RHYTHMS[(i // 2) % len(RHYTHMS)],
         ))
+    if difficulty == "hard":
+        classes = [SynthClass(**{**asdict(c), "f0": 0.0, "rhythm": class_sound(c.index)[0],
+                                 "timbre": class_sound(c.index)[1]}) for c in classes]
     names = [c.name for c in classes]
     for i, c in enumerate(classes):  # disambiguate names if the colour bins collide
         if names.count(c.name) > 1:

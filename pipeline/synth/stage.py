@@ -3,6 +3,12 @@
 Real H.264 + AAC mp4 files written with PyAV, a ``manifest.jsonl`` (path, label, caption,
 per-frame boxes of the sounding object) and ``classes.json``. It is the embedded default
 of the demo and the learning checks, and the ground truth for detection.
+
+``difficulty=hard`` (the default) makes a class's sound its rhythm only, under per-video
+pitch, timbre, loudness, room and noise, with quieter rhythms of other classes
+(``pipeline.synth.hard``): an untrained audio network is near chance on it, so the demo's
+audio numbers can show learning. ``difficulty=easy`` is the earlier corpus (a fixed pitch,
+timbre and rhythm per class), kept for tests that rely on it; its videos are unchanged.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from pipeline.io.atomic import atomic_open, write_json
 from pipeline.io.folder_lock import hold
 from pipeline.synth.mp4 import write_mp4
 from pipeline.synth.classes import SynthClass, caption, make_classes
+from pipeline.synth.hard import render_hard_audio
 from pipeline.synth.render import (ObjectTrack, background, bouncing_track, mask_bbox,
                                         paste, render_audio, sprite, envelope, visible_box,
                                         rim_mask, sounding_look)
@@ -44,6 +51,9 @@ class SynthConfig:
     speed: tuple[float, float] = field(default=(0.3, 2.0), metadata={"help": "object speed range, pixels per frame", "min": 0})
     offscreen_fraction: float = field(default=0.15, metadata={"help": "fraction of videos whose sounding object may be half off-screen", "min": 0, "max": 1})
     snr_db: tuple[float, float] = field(default=(0.0, 15.0), metadata={"help": "signal-to-noise ratio range of the audio, dB"})
+    difficulty: str = field(default="hard", metadata={"help": "hard: a class's sound is a rhythm under random pitch, timbre, loudness, room and noise, with quieter sounds of other classes (random-init audio kNN near chance); easy: a fixed pitch, timbre and rhythm per class (a random-init network already separates it)", "choices": ["hard", "easy"]})
+    sound_distractors: tuple[int, int] = field(default=(1, 2), metadata={"help": "difficulty=hard: range of other classes' rhythms heard quietly in each video", "min": 0})
+    distractor_db: tuple[float, float] = field(default=(-20.0, -10.0), metadata={"help": "difficulty=hard: level of the distracting sounds relative to the sounding object's, dB", "max": 0})
     workers: int = field(default=0, metadata={"help": "processes (0 = one per CPU core)", "min": 0})
 
     def check(self) -> None:
@@ -54,7 +64,7 @@ class SynthConfig:
             raise ConfigError(f"{list(self.object_size)} does not fit size={self.size}: need min <= max "
                               f"<= 0.8 * size, e.g. object_size=[{max(4, self.size // 5)},{self.size // 3}]",
                               key="object_size")
-        for key in ("speed", "snr_db"):
+        for key in ("speed", "snr_db", "sound_distractors", "distractor_db"):
             if getattr(self, key)[0] > getattr(self, key)[1]:
                 raise ConfigError(f"{list(getattr(self, key))}: need min <= max", key=key)
 
@@ -66,10 +76,14 @@ def _video_spec(cfg: SynthConfig, classes: list[SynthClass], index: int) -> dict
     n_obj = int(rng.integers(1, cfg.max_objects + 1))
     others = [c for c in range(len(classes)) if c != label]
     distractors = [int(c) for c in rng.choice(others, size=min(n_obj - 1, len(others)), replace=False)]
-    return {"index": index, "label": label, "distractors": distractors,
+    spec = {"index": index, "label": label, "distractors": distractors,
             "offscreen": bool(rng.random() < cfg.offscreen_fraction),
             "phase": float(rng.random()), "snr_db": float(rng.uniform(*cfg.snr_db)),
             "caption_variant": int(rng.integers(4)), "rng_seed": int(rng.integers(2**31))}
+    if cfg.difficulty == "hard":  # drawn after the easy corpus's draws: easy videos stay as they were
+        n = int(rng.integers(cfg.sound_distractors[0], cfg.sound_distractors[1] + 1))
+        spec["heard"] = [int(c) for c in rng.choice(others, size=min(n, len(others)), replace=False)]
+    return spec
 
 
 def _render(cfg: SynthConfig, classes: list[SynthClass], spec: dict):
@@ -88,7 +102,16 @@ def _render(cfg: SynthConfig, classes: list[SynthClass], spec: dict):
         sprites.append((rgb, alpha))
     t = np.arange(n_frames) / cfg.fps
     label_cls = classes[spec["label"]]
-    env = envelope(label_cls.rhythm, t, spec["phase"])
+    n_samples = int(round(cfg.seconds * cfg.audio_rate))
+    if cfg.difficulty == "hard":
+        audio, wave_env = render_hard_audio(spec["label"], spec["heard"], n_samples, cfg.audio_rate,
+                                            spec["phase"], spec["snr_db"], cfg.distractor_db, rng)
+        # the glow follows the sound's envelope over each frame's duration
+        edges = np.minimum((np.arange(n_frames + 1) / cfg.fps * cfg.audio_rate).astype(int), n_samples)
+        env = np.array([wave_env[a:max(b, a + 1)].max() if a < n_samples else 0.0
+                        for a, b in zip(edges[:-1], edges[1:])])
+    else:
+        env = envelope(label_cls.rhythm, t, spec["phase"])
     glow = 0.55 + 0.45 * env
     rim_strength = 0.45 + 0.4 * env  # never off: a steady sound glows steadily
     band = rim_mask(sprites[-1][1])  # the sounding object is the last track
@@ -103,8 +126,8 @@ def _render(cfg: SynthConfig, classes: list[SynthClass], spec: dict):
         b = visible_box(tracks[-1], f, h, w)
         if b is not None:
             boxes.append([round(f / cfg.fps, 4)] + [round(v, 4) for v in b])
-    audio = render_audio(label_cls, int(round(cfg.seconds * cfg.audio_rate)), cfg.audio_rate,
-                         spec["phase"], spec["snr_db"], rng)
+    if cfg.difficulty == "easy":
+        audio = render_audio(label_cls, n_samples, cfg.audio_rate, spec["phase"], spec["snr_db"], rng)
     return video, audio, boxes
 
 
@@ -117,6 +140,7 @@ def _make_one(args) -> dict:
     return {"path": rel, "label": cls.name, "label_id": cls.index,
             "caption": caption(cls, spec["caption_variant"]),
             "distractors": [classes[d].name for d in spec["distractors"]],
+            **({"heard": [classes[d].name for d in spec["heard"]]} if "heard" in spec else {}),
             "offscreen": spec["offscreen"], "snr_db": round(spec["snr_db"], 2),
             "fps": cfg.fps, "n_frames": len(video), "boxes": boxes}
 
@@ -128,7 +152,7 @@ def run(cfg: SynthConfig) -> dict:
 
 def _run(cfg: SynthConfig) -> dict:
     out = Path(cfg.out)
-    classes = make_classes(cfg.n_classes)
+    classes = make_classes(cfg.n_classes, cfg.difficulty)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     specs = [_video_spec(cfg, classes, i) for i in range(cfg.n_videos)]
