@@ -7,8 +7,9 @@ last frame. A test holds the three to identical frames on real media. Decoders a
 per call, inside the worker that uses them: decord is not fork-safe, and a decoder per
 sample keeps no state that a forked worker could share by accident.
 
-PyAV with a kept RGB converter was the fastest of the three on 128p shards here
-(``bench loader`` measures all three raw, README), so it is the default. torchcodec is
+Which is fastest depends on the machine and the clips (``bench loader`` measures all
+three raw, README), so the loader's default ``auto`` times them on the run's own shards
+(``backend_choice.py``). torchcodec is
 PyTorch's own decoder (FFmpeg underneath, the batch ``get_frames_at`` API) and the one
 that decodes on the GPU (``device="cuda"``, NVDEC), worth it for high-resolution sources.
 """
@@ -132,7 +133,13 @@ def check_cuda_decode() -> None:
 
 
 def get_decoder(name: str, device: str = "cpu") -> FrameDecoder:
-    """A frame decoder for ``name``; only torchcodec decodes on ``device="cuda"``."""
+    """A frame decoder for ``name``; only torchcodec decodes on ``device="cuda"``.
+    ``auto`` here, with no shards to time it on (``ClipLoader`` resolves it on the run's
+    shards first), is the first installed in ``backend_choice.PREFERENCE``: the frames
+    are the same whichever decodes them."""
+    if name == "auto":
+        from pipeline.loader.backend_choice import installed_backends
+        name = "torchcodec" if device == "cuda" else (installed_backends() or ["pyav"])[0]
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown decode device {device!r}; choose cpu or cuda")
     if device == "cuda":
