@@ -95,8 +95,8 @@ def parallel_rate(samples: PeerSamples, backend: str, frames: int, stride: int, 
 def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
     """ms per clip of each step of the worker side, one process: reading the tar sample,
     the whole sample (SampleDecoder) and within it decoding the frames, crop + resize +
-    flip (uint8) and the WAV window, the rest (JSON, random draws, boxes, tokens) by
-    difference; and the shared-memory block of a batch. ``cfg`` is the loader's config."""
+    flip (uint8) and the WAV window (one of each timed, times the source views), the rest
+    (JSON, random draws, boxes, tokens) by difference; and the shared-memory block of a batch. ``cfg`` is the loader's config."""
     dec = SampleDecoder(cfg.clip, cfg.video, cfg.audio, True, tuple(cfg.modalities))
     decode, seen = dec.decode_frames, {}
 
@@ -121,6 +121,9 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
         t3 = time.perf_counter()
         for k, dt in zip(times, (t1 - t0, seen["decode"], t2 - t1, t3 - t2)):
             times[k] += dt
+    views = len(dec.sources)  # the sample crops and reads a window for every source view
+    times["crop_resize_flip"] *= views
+    times["wav_window"] *= views
     out = {k: round(1000 * v / clips, 3) for k, v in times.items()}
     out["rest_of_sample"] = round(out["whole_sample"] - out["decode"] - out["crop_resize_flip"] - out["wav_window"], 3)
     out["tar_read"] = round(samples.tar_ms, 3)
