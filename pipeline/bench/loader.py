@@ -111,10 +111,12 @@ def loader_rate(cfg: Config, workers: int, frames: int, batches: int, augment: b
 
 
 def _peer(cfg: Config, samples: PeerSamples, backend: str, frames: int, workers: int, seed: int,
-          positions: int = 1) -> float:
+          positions: int = 1, min_shift: float = 0.0) -> float:
     if workers > 1:
-        return parallel_rate(samples, backend, frames, cfg.stride, workers, cfg.raw_seconds, seed, positions)
-    return raw_rate(samples, backend, frames, cfg.stride, seed, clips=cfg.raw_clips, positions=positions)
+        return parallel_rate(samples, backend, frames, cfg.stride, workers, cfg.raw_seconds, seed, positions,
+                             min_shift)
+    return raw_rate(samples, backend, frames, cfg.stride, seed, clips=cfg.raw_clips, positions=positions,
+                    min_shift=min_shift)
 
 
 def measure(cfg: Config, samples: PeerSamples, template: LoaderConfig) -> dict:
@@ -122,18 +124,19 @@ def measure(cfg: Config, samples: PeerSamples, template: LoaderConfig) -> dict:
     the loader's worker side against the fastest raw decoder decoding the same frames."""
     c = template.clip
     bench_cfg = replace(cfg, stride=c.stride)
-    frames, positions = c.frames, c.positions
-    raw = {b: round(raw_rate(samples, b, frames, c.stride, 0, clips=cfg.raw_clips, positions=positions), 2)
+    frames, positions, shift = c.frames, c.positions, c.min_shift
+    raw = {b: round(raw_rate(samples, b, frames, c.stride, 0, clips=cfg.raw_clips, positions=positions,
+                             min_shift=shift), 2)
            for b in BACKENDS}
     peer_backend = max(raw, key=raw.get)
     per: dict[str, dict] = {}
     for i, w in enumerate(int(x) for x in str(cfg.workers).split(",")):
-        before = _peer(bench_cfg, samples, peer_backend, frames, w, 2 * i + 1, positions)
+        before = _peer(bench_cfg, samples, peer_backend, frames, w, 2 * i + 1, positions, shift)
         load_before = load()
         side = loader_rate(cfg, w, frames, cfg.batches, augment=False, template=template)
         with_aug = loader_rate(cfg, w, frames, cfg.batches, augment=True, template=template)
         load_after = load()
-        after = _peer(bench_cfg, samples, peer_backend, frames, w, 2 * i + 2, positions)
+        after = _peer(bench_cfg, samples, peer_backend, frames, w, 2 * i + 2, positions, shift)
         peer = (before + after) / 2
         per[str(w)] = {"clips_per_s": round(side["clips_per_s"], 2),
                        "with_device_augment_clips_per_s": round(with_aug["clips_per_s"], 2),
@@ -150,7 +153,8 @@ def measure(cfg: Config, samples: PeerSamples, template: LoaderConfig) -> dict:
     wave_bytes = views * 2 * int(round(template.audio.rate * template.audio.seconds)) if "audio" in template.modalities else 0
     chosen = ClipLoader(lcfg).cfg.clip.backend  # auto: the choice (cached for this process)
     result = {**setting(template), "backend": cfg.backend, "backend_used": chosen,
-              "auto_ms_per_clip": choose_backend(expand_shards(cfg.shards), frames, c.stride, positions)[1]
+              "auto_ms_per_clip": choose_backend(expand_shards(cfg.shards), frames, c.stride, positions,
+                                                 shift if positions > 1 else 0.0)[1]
               if cfg.backend == "auto" else {},
               "raw_clips_per_s": raw, "peer_backend": peer_backend,
               "per_workers": per, "bytes_per_clip": round(side["bytes_per_clip"], 1),

@@ -42,47 +42,51 @@ class PeerSamples:
         samples = list(islice(in_turn, limit))
         return cls(samples, 1000 * (time.perf_counter() - start) / max(len(samples), 1))
 
-    def clip(self, rng: np.random.Generator, frames: int, stride: int, positions: int = 1) -> tuple[bytes, list[int]]:
+    def clip(self, rng: np.random.Generator, frames: int, stride: int, positions: int = 1,
+             min_shift: float = 0.0) -> tuple[bytes, list[int]]:
         """A random sample's mp4 and the frames the loader decodes for it: ``positions``
-        clips of ``frames`` (GDT's two time-shifted clips are decoded in one pass)."""
+        clips of ``frames`` at least ``min_shift`` seconds apart, as the loader places
+        them (GDT's two time-shifted clips), decoded in one call."""
         s = self.samples[int(rng.integers(len(self.samples)))]
+        meta = json.loads(s["json"])
         span = (frames - 1) * stride + 1
-        starts = clip_starts(int(json.loads(s["json"])["n_frames"]), span, positions, 0, rng)
+        gap = int(round(min_shift * float(meta.get("fps", 0))))
+        starts = clip_starts(int(meta["n_frames"]), span, positions, gap, rng)
         return s["mp4"], sorted({t + k * stride for t in starts for k in range(frames)})
 
 
 def raw_rate(samples: PeerSamples, backend: str, frames: int, stride: int, seed: int,
              clips: int | None = None, seconds: float | None = None, barrier=None,
-             positions: int = 1) -> float:
+             positions: int = 1, min_shift: float = 0.0) -> float:
     """Single-process clips/s of ``backend`` on random clips: ``clips`` of them, or as
     many as fit in ``seconds`` after ``barrier``."""
     decode = get_decoder(backend)
     rng = np.random.default_rng(seed)
     for _ in range(4):  # warm-up, as the loader gets its first batch untimed
-        decode(*samples.clip(rng, frames, stride, positions))
+        decode(*samples.clip(rng, frames, stride, positions, min_shift))
     if barrier is not None:
         barrier.wait()
     start, done = time.perf_counter(), 0
     while done < clips if seconds is None else time.perf_counter() - start < seconds:
-        decode(*samples.clip(rng, frames, stride, positions))
+        decode(*samples.clip(rng, frames, stride, positions, min_shift))
         done += 1
     return done / (time.perf_counter() - start)
 
 
-def _child(samples, backend, frames, stride, seed, seconds, barrier, queue, positions) -> None:
+def _child(samples, backend, frames, stride, seed, seconds, barrier, queue, positions, min_shift) -> None:
     torch.set_num_threads(1)
     queue.put(raw_rate(samples, backend, frames, stride, seed, seconds=seconds, barrier=barrier,
-                       positions=positions))
+                       positions=positions, min_shift=min_shift))
 
 
 def parallel_rate(samples: PeerSamples, backend: str, frames: int, stride: int, procs: int,
-                  seconds: float, seed: int, positions: int = 1) -> float:
+                  seconds: float, seed: int, positions: int = 1, min_shift: float = 0.0) -> float:
     """Summed clips/s of ``procs`` raw decoders running at the same time (spawned
     processes, released together, timed over the same seconds)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(procs), ctx.Queue()
     children = [ctx.Process(target=_child, args=(samples, backend, frames, stride, seed * 100 + i,
-                                                 seconds, barrier, queue, positions), daemon=True)
+                                                 seconds, barrier, queue, positions, min_shift), daemon=True)
                 for i in range(procs)]
     for c in children:
         c.start()

@@ -59,9 +59,11 @@ def _samples(shards: list[str], n: int) -> list[dict]:
     return out
 
 
-def _clips(samples: list[dict], frames: int, stride: int, positions: int) -> list[tuple[bytes, list[int]]]:
+def _clips(samples: list[dict], frames: int, stride: int, positions: int,
+           min_shift: float = 0.0) -> list[tuple[bytes, list[int]]]:
     """The frame indices a training sample of the run decodes: ``positions`` clips of
-    ``frames`` spread over each video (fixed, so every backend decodes the same)."""
+    ``frames``, ``min_shift`` seconds apart where the video allows (fixed, so every
+    backend decodes the same)."""
     import json
 
     from pipeline.loader.sample import clip_starts
@@ -69,10 +71,11 @@ def _clips(samples: list[dict], frames: int, stride: int, positions: int) -> lis
     out = []
     for i, s in enumerate(samples):
         try:
-            n = int(json.loads(s["json"]).get("n_frames", span))
+            meta = json.loads(s["json"])
+            n, gap = int(meta.get("n_frames", span)), int(round(min_shift * float(meta.get("fps", 0))))
         except (ValueError, TypeError, AttributeError):
             continue  # a corrupt sample: the loader skips it too
-        starts = clip_starts(n, span, positions, 0, np.random.default_rng(i))
+        starts = clip_starts(n, span, positions, gap, np.random.default_rng(i))
         out.append((s["mp4"], sorted({st + k * stride for st in starts for k in range(frames)})))
     return out
 
@@ -128,16 +131,17 @@ def pick(ms: dict[str, float]) -> str:
     return next(b for b in PREFERENCE if b in ms and ms[b] <= best * (1 + TIE))
 
 
-def choose_backend(shards: list[str], frames: int, stride: int, positions: int) -> tuple[str, dict]:
+def choose_backend(shards: list[str], frames: int, stride: int, positions: int,
+                   min_shift: float = 0.0) -> tuple[str, dict]:
     """(backend, ms per clip of each timed backend); once per process and setting."""
-    key = (tuple(shards[:4]), frames, stride, positions)
+    key = (tuple(shards[:4]), frames, stride, positions, min_shift)
     if key in _cache:
         return _cache[key]
     from pipeline.errors import InputError
     backends = installed_backends()
     if not backends:
         raise InputError("loader.clip.backend=auto: none of av, torchcodec, decord is installed")
-    clips = usable(_clips(_samples(shards, SAMPLES), frames, stride, positions), backends[0])
+    clips = usable(_clips(_samples(shards, SAMPLES), frames, stride, positions, min_shift), backends[0])
     if not clips:
         log.warning("loader.clip.backend=auto: no readable video sample in %s...; using %s", shards[:2], backends[0])
         _cache[key] = (backends[0], {})
@@ -163,7 +167,8 @@ def resolve_clip(clip, shards: list[str], modalities) -> object:
         return replace(clip, backend="torchcodec")
     if "video" not in modalities:
         return replace(clip, backend=PREFERENCE[0])
-    return replace(clip, backend=choose_backend(shards, clip.frames, clip.stride, clip.positions)[0])
+    return replace(clip, backend=choose_backend(shards, clip.frames, clip.stride, clip.positions,
+                                                clip.min_shift if clip.positions > 1 else 0.0)[0])
 
 
 def recorded_backend(saved_config) -> str | None:

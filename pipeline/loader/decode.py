@@ -94,15 +94,21 @@ class PyAVFrames:
             fps = float(stream.average_rate or stream.guessed_rate)
             tb = float(stream.time_base)
             start = stream.start_time or 0
-            container.seek(int((wanted[0] / fps) / tb) + start, stream=stream, backward=True)
             last_frame, last_idx = None, -1
-            for frame in container.decode(stream):
-                idx = int(round((frame.pts - start) * tb * fps))
-                last_frame, last_idx = frame, idx
-                if idx in wanted:
-                    got[idx] = self._to_rgb(frame)
-                if idx >= wanted[-1]:
-                    break
+            for group in _runs(wanted, max(int(round(fps)), 1)):
+                # each run starts more than a second after the last one ended, so a
+                # keyframe lies between: seeking to it decodes less than going on
+                container.seek(int((group[0] / fps) / tb) + start, stream=stream, backward=True)
+                group_wanted = set(group)
+                for frame in container.decode(stream):
+                    idx = int(round((frame.pts - start) * tb * fps))
+                    last_frame, last_idx = frame, idx
+                    if idx in group_wanted:
+                        got[idx] = self._to_rgb(frame)
+                    if idx >= group[-1]:
+                        break
+                if last_idx < group[-1]:
+                    break  # the stream ended: later frames repeat the last one
             for i in wanted:  # indices past the end repeat the last frame
                 if i not in got and last_frame is not None and i > last_idx:
                     got[i] = self._to_rgb(last_frame)
@@ -110,6 +116,19 @@ class PyAVFrames:
         if missing:
             raise ValueError(f"frames {missing[:5]} not found in the video stream")
         return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
+
+
+def _runs(wanted: list[int], gop: int) -> list[list[int]]:
+    """Sorted frame indices split where two are more than ``gop`` apart. Shard videos have
+    a keyframe every second (``gop`` = fps frames), so across such a gap (GDT's two clips
+    at least a second apart) a seek decodes fewer frames than decoding through the gap."""
+    runs = [[wanted[0]]]
+    for i in wanted[1:]:
+        if i - runs[-1][-1] > gop:
+            runs.append([i])
+        else:
+            runs[-1].append(i)
+    return runs
 
 
 def require_mp4(data: bytes) -> None:
