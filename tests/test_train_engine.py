@@ -52,7 +52,18 @@ def test_exact_resume_across_processes(synth_shards, tmp_path):
     stopped = run_probe(tmp_path / "resumed", synth_shards, 2, 3, "steps=6", "ckpt.every=100")
     assert [r["status"] for r in stopped] == ["interrupted"] * 2
     assert all(r["step"] == 3 for r in stopped)
+    # loader.clip.backend=auto (the default): the run's config.yaml records one concrete
+    # choice (made on rank 0, sent to rank 1); a resume keeps the recorded one, so plant
+    # another there: the resume must keep it, and the result is the same (equal frames)
+    import yaml
+    from pipeline.loader.decode import BACKENDS
+    saved = tmp_path / "resumed" / "config.yaml"
+    chosen = yaml.safe_load(saved.read_text())["loader"]["clip"]["backend"]
+    assert chosen in BACKENDS
+    other = next(b for b in BACKENDS if b != chosen)
+    saved.write_text(saved.read_text().replace(f"backend: {chosen}", f"backend: {other}"))
     resumed = run_probe(tmp_path / "resumed", synth_shards, 2, 0, "steps=6", "ckpt.every=100")
+    assert yaml.safe_load(saved.read_text())["loader"]["clip"]["backend"] == other
     assert resumed[0]["resumed_from"].endswith("step_00000003")
     assert resumed[0]["param_digest"] == straight[0]["param_digest"]
     a = load_file(tmp_path / "straight" / "final" / "method.safetensors")

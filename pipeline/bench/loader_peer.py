@@ -42,43 +42,51 @@ class PeerSamples:
         samples = list(islice(in_turn, limit))
         return cls(samples, 1000 * (time.perf_counter() - start) / max(len(samples), 1))
 
-    def clip(self, rng: np.random.Generator, frames: int, stride: int) -> tuple[bytes, list[int]]:
+    def clip(self, rng: np.random.Generator, frames: int, stride: int, positions: int = 1,
+             min_shift: float = 0.0) -> tuple[bytes, list[int]]:
+        """A random sample's mp4 and the frames the loader decodes for it: ``positions``
+        clips of ``frames`` at least ``min_shift`` seconds apart, as the loader places
+        them (GDT's two time-shifted clips), decoded in one call."""
         s = self.samples[int(rng.integers(len(self.samples)))]
+        meta = json.loads(s["json"])
         span = (frames - 1) * stride + 1
-        first = clip_starts(int(json.loads(s["json"])["n_frames"]), span, 1, 0, rng)[0]
-        return s["mp4"], [first + k * stride for k in range(frames)]
+        gap = int(round(min_shift * float(meta.get("fps", 0))))
+        starts = clip_starts(int(meta["n_frames"]), span, positions, gap, rng)
+        return s["mp4"], sorted({t + k * stride for t in starts for k in range(frames)})
 
 
 def raw_rate(samples: PeerSamples, backend: str, frames: int, stride: int, seed: int,
-             clips: int | None = None, seconds: float | None = None, barrier=None) -> float:
+             clips: int | None = None, seconds: float | None = None, barrier=None,
+             positions: int = 1, min_shift: float = 0.0) -> float:
     """Single-process clips/s of ``backend`` on random clips: ``clips`` of them, or as
     many as fit in ``seconds`` after ``barrier``."""
     decode = get_decoder(backend)
     rng = np.random.default_rng(seed)
     for _ in range(4):  # warm-up, as the loader gets its first batch untimed
-        decode(*samples.clip(rng, frames, stride))
+        decode(*samples.clip(rng, frames, stride, positions, min_shift))
     if barrier is not None:
         barrier.wait()
     start, done = time.perf_counter(), 0
     while done < clips if seconds is None else time.perf_counter() - start < seconds:
-        decode(*samples.clip(rng, frames, stride))
+        decode(*samples.clip(rng, frames, stride, positions, min_shift))
         done += 1
     return done / (time.perf_counter() - start)
 
 
-def _child(samples, backend, frames, stride, seed, seconds, barrier, queue) -> None:
+def _child(samples, backend, frames, stride, seed, seconds, barrier, queue, positions, min_shift) -> None:
     torch.set_num_threads(1)
-    queue.put(raw_rate(samples, backend, frames, stride, seed, seconds=seconds, barrier=barrier))
+    queue.put(raw_rate(samples, backend, frames, stride, seed, seconds=seconds, barrier=barrier,
+                       positions=positions, min_shift=min_shift))
 
 
 def parallel_rate(samples: PeerSamples, backend: str, frames: int, stride: int, procs: int,
-                  seconds: float, seed: int) -> float:
+                  seconds: float, seed: int, positions: int = 1, min_shift: float = 0.0) -> float:
     """Summed clips/s of ``procs`` raw decoders running at the same time (spawned
     processes, released together, timed over the same seconds)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(procs), ctx.Queue()
     children = [ctx.Process(target=_child, args=(samples, backend, frames, stride, seed * 100 + i,
-                                                 seconds, barrier, queue), daemon=True)
+                                                 seconds, barrier, queue, positions, min_shift), daemon=True)
                 for i in range(procs)]
     for c in children:
         c.start()
@@ -91,8 +99,8 @@ def parallel_rate(samples: PeerSamples, backend: str, frames: int, stride: int, 
 def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
     """ms per clip of each step of the worker side, one process: reading the tar sample,
     the whole sample (SampleDecoder) and within it decoding the frames, crop + resize +
-    flip (uint8) and the WAV window, the rest (JSON, random draws, boxes, tokens) by
-    difference; and the shared-memory block of a batch. ``cfg`` is the loader's config."""
+    flip (uint8) and the WAV window (one of each timed, times the source views), the rest
+    (JSON, random draws, boxes, tokens) by difference; and the shared-memory block of a batch. ``cfg`` is the loader's config."""
     dec = SampleDecoder(cfg.clip, cfg.video, cfg.audio, True, tuple(cfg.modalities))
     decode, seen = dec.decode_frames, {}
 
@@ -117,6 +125,9 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
         t3 = time.perf_counter()
         for k, dt in zip(times, (t1 - t0, seen["decode"], t2 - t1, t3 - t2)):
             times[k] += dt
+    views = len(dec.sources)  # the sample crops and reads a window for every source view
+    times["crop_resize_flip"] *= views
+    times["wav_window"] *= views
     out = {k: round(1000 * v / clips, 3) for k, v in times.items()}
     out["rest_of_sample"] = round(out["whole_sample"] - out["decode"] - out["crop_resize_flip"] - out["wav_window"], 3)
     out["tar_read"] = round(samples.tar_ms, 3)

@@ -7,8 +7,9 @@ last frame. A test holds the three to identical frames on real media. Decoders a
 per call, inside the worker that uses them: decord is not fork-safe, and a decoder per
 sample keeps no state that a forked worker could share by accident.
 
-PyAV with a kept RGB converter was the fastest of the three on 128p shards here
-(``bench loader`` measures all three raw, README), so it is the default. torchcodec is
+Which is fastest depends on the machine and the clips (``bench loader`` measures all
+three raw, README), so the loader's default ``auto`` times them on the run's own shards
+(``backend_choice.py``). torchcodec is
 PyTorch's own decoder (FFmpeg underneath, the batch ``get_frames_at`` API) and the one
 that decodes on the GPU (``device="cuda"``, NVDEC), worth it for high-resolution sources.
 """
@@ -63,14 +64,23 @@ class PyAVFrames:
 
     def __init__(self):
         self._rgb = None
+        self._threads_arg = True
 
     def __getstate__(self) -> dict:
-        return {"_rgb": None}
+        return {"_rgb": None, "_threads_arg": self._threads_arg}
 
     def _to_rgb(self, frame) -> np.ndarray:
+        """One swscale thread: PyAV >= 14 passes ``threads=0`` (one per core) by default,
+        and on 2 cores with 2 workers that pool cost ~1 ms of waiting per 128p frame against
+        0.02-0.2 ms in one thread (measured, issue 24); the pixels are the same."""
         if self._rgb is None:
             from av.video.reformatter import VideoReformatter
             self._rgb = VideoReformatter()
+        if self._threads_arg:
+            try:
+                return self._rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+            except TypeError:  # PyAV before the threads argument: it converts in one thread
+                self._threads_arg = False
         return self._rgb.reformat(frame, format="rgb24").to_ndarray()
 
     def __call__(self, data: bytes, indices: Sequence[int]) -> torch.Tensor:
@@ -84,15 +94,21 @@ class PyAVFrames:
             fps = float(stream.average_rate or stream.guessed_rate)
             tb = float(stream.time_base)
             start = stream.start_time or 0
-            container.seek(int((wanted[0] / fps) / tb) + start, stream=stream, backward=True)
             last_frame, last_idx = None, -1
-            for frame in container.decode(stream):
-                idx = int(round((frame.pts - start) * tb * fps))
-                last_frame, last_idx = frame, idx
-                if idx in wanted:
-                    got[idx] = self._to_rgb(frame)
-                if idx >= wanted[-1]:
-                    break
+            for group in _runs(wanted, max(int(round(fps)), 1)):
+                # each run starts more than a second after the last one ended, so a
+                # keyframe lies between: seeking to it decodes less than going on
+                container.seek(int((group[0] / fps) / tb) + start, stream=stream, backward=True)
+                group_wanted = set(group)
+                for frame in container.decode(stream):
+                    idx = int(round((frame.pts - start) * tb * fps))
+                    last_frame, last_idx = frame, idx
+                    if idx in group_wanted:
+                        got[idx] = self._to_rgb(frame)
+                    if idx >= group[-1]:
+                        break
+                if last_idx < group[-1]:
+                    break  # the stream ended: later frames repeat the last one
             for i in wanted:  # indices past the end repeat the last frame
                 if i not in got and last_frame is not None and i > last_idx:
                     got[i] = self._to_rgb(last_frame)
@@ -100,6 +116,19 @@ class PyAVFrames:
         if missing:
             raise ValueError(f"frames {missing[:5]} not found in the video stream")
         return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
+
+
+def _runs(wanted: list[int], gop: int) -> list[list[int]]:
+    """Sorted frame indices split where two are more than ``gop`` apart. Shard videos have
+    a keyframe every second (``gop`` = fps frames), so across such a gap (GDT's two clips
+    at least a second apart) a seek decodes fewer frames than decoding through the gap."""
+    runs = [[wanted[0]]]
+    for i in wanted[1:]:
+        if i - runs[-1][-1] > gop:
+            runs.append([i])
+        else:
+            runs[-1].append(i)
+    return runs
 
 
 def require_mp4(data: bytes) -> None:
@@ -132,7 +161,13 @@ def check_cuda_decode() -> None:
 
 
 def get_decoder(name: str, device: str = "cpu") -> FrameDecoder:
-    """A frame decoder for ``name``; only torchcodec decodes on ``device="cuda"``."""
+    """A frame decoder for ``name``; only torchcodec decodes on ``device="cuda"``.
+    ``auto`` here, with no shards to time it on (``ClipLoader`` resolves it on the run's
+    shards first), is the first installed in ``backend_choice.PREFERENCE``: the frames
+    are the same whichever decodes them."""
+    if name == "auto":
+        from pipeline.loader.backend_choice import installed_backends
+        name = "torchcodec" if device == "cuda" else (installed_backends() or ["pyav"])[0]
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown decode device {device!r}; choose cpu or cuda")
     if device == "cuda":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import braceexpand
@@ -24,6 +24,7 @@ import torch
 
 from pipeline.errors import InputError
 from pipeline.loader.audio_transforms import AudioConfig
+from pipeline.loader.backend_choice import resolve_clip
 from pipeline.loader.sample import MODALITIES, ClipConfig, SampleDecoder
 from pipeline.loader.stream import ClipStream, StreamPlan, keep_as_is
 from pipeline.loader.video_transforms import VideoAugConfig
@@ -107,6 +108,11 @@ class ClipLoader:
         self.sources = [expand_shards(s.shards) for s in specs]
         self.weights = [s.weight for s in specs]
         check_loader(cfg, sum(len(s) for s in self.sources), world_size)
+        # backend=auto is resolved here, before any worker starts: every worker gets the
+        # chosen decoder, and ``self.cfg`` says which (the caller's config is left as is)
+        self.auto_backend = cfg.clip.backend == "auto"
+        clip = resolve_clip(cfg.clip, [u for s in self.sources for u in s], cfg.modalities)
+        cfg = self.cfg = replace(cfg, clip=clip) if clip is not cfg.clip else cfg
         self.rank, self.world_size = rank, world_size
         self.n_workers = max(cfg.workers, 1)
         self.decoder = SampleDecoder(cfg.clip, cfg.video, cfg.audio, cfg.train, tuple(cfg.modalities))
@@ -164,7 +170,8 @@ class ClipLoader:
         """Plain ints and lists: checkpoints load it with ``torch.load(weights_only=True)``."""
         return {"epoch": self.epoch, "batch": self.batch, "skip": list(self.skip),
                 "done": list(self.done), "next_worker": self.next_worker,
-                "workers": self.n_workers, "skipped_total": self.skipped_total}
+                "workers": self.n_workers, "skipped_total": self.skipped_total,
+                "backend": self.cfg.clip.backend}
 
     def load_state_dict(self, state: dict) -> None:
         if state["workers"] != self.n_workers:
@@ -174,3 +181,10 @@ class ClipLoader:
         self.skip, self.done = [int(x) for x in state["skip"]], [int(x) for x in state["done"]]
         self.next_worker = int(state.get("next_worker", 0))
         self.skipped_total = int(state.get("skipped_total", 0))
+        backend = state.get("backend")
+        if self.auto_backend and backend and backend != self.cfg.clip.backend:
+            # backend=auto on both sides: decode with the checkpoint's choice, so a resumed
+            # run runs as the run it continues (the frames are the same either way)
+            self.cfg = replace(self.cfg, clip=replace(self.cfg.clip, backend=str(backend)))
+            c = self.cfg
+            self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))

@@ -38,8 +38,9 @@ class ClipConfig:
     copies: int = field(default=1, metadata={"help": "independently augmented copies per position (2 = SimCLR)", "min": 1})
     reverse: bool = field(default=False, metadata={"help": "add a time-reversed copy of every view (GDT time reversal)"})
     text_len: int = field(default=64, metadata={"help": "caption length in byte tokens", "min": 1})
-    backend: str = field(default="pyav", metadata={"help": "video decoder: pyav | torchcodec | decord (identical frames; pyav was the fastest here, README has their speeds)",
-                                                         "choices": ["torchcodec", "decord", "pyav"]})
+    backend: str = field(default="auto", metadata={
+        "help": "video decoder: auto | pyav | torchcodec | decord (identical frames; auto times the installed ones on the run's shards at start-up and keeps the fastest, recorded in the run's config.yaml)",
+        "choices": ["auto", "torchcodec", "decord", "pyav"]})
     decode_device: str = field(default="cpu", metadata={
         "help": "cpu | cuda (torchcodec on the GPU, for high-resolution sources; decodes in the training process, needs workers=0)",
         "choices": ["cpu", "cuda"]})
@@ -84,6 +85,7 @@ class SampleDecoder:
         self.clip, self.video, self.audio, self.train = clip, video, audio, train
         self.modalities = tuple(modalities)
         self.sources = [(p, c) for p in range(clip.positions) for c in range(clip.copies)]
+        self.backend = clip.backend
         self.decode_frames = get_decoder(clip.backend, clip.decode_device) if "video" in self.modalities else None
         self.wave_len = int(round(audio.seconds * audio.rate))
         self.spec_shape = feature_shape(audio)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from pipeline.config import save_config
 from pipeline.io.folder_lock import FolderBusy, hold
+from pipeline.loader.backend_choice import resolve_for_run
 from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
 from pipeline.train import checkpoint as ckpt
@@ -77,6 +78,9 @@ def _train(cfg: TrainConfig, info, stop_requested: Callable[[], bool] | None) ->
 
     out = Path(cfg.out)
     root = out / "checkpoints"
+    # loader.clip.backend=auto: one choice for every rank and worker, kept across resumes
+    # (read back from the run's config.yaml) and written into it below
+    cfg.loader = resolve_for_run(cfg.loader, out / "config.yaml", info.is_main)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
