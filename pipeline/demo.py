@@ -16,8 +16,8 @@ from pathlib import Path
 from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
-from pipeline.eval.labels import class_names
 from pipeline.io.atomic import write_json
+from pipeline.shard.index import class_names, has_index
 from pipeline.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Demo:
         dirs = []
         for split, src in (("train", train_in), ("test", test_in)):
             folder = self.out / name / split
-            if not (folder / "index.json").exists():
+            if not has_index(folder):
                 self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}"])
             dirs.append(str(folder))
         return dirs[0], dirs[1]
@@ -96,9 +96,9 @@ class Demo:
         split = [] if declared else [f"holdout={self.cfg.holdout}"]
         single = not declared and not self.cfg.holdout
         sets = [folder] if single else [folder / "train", folder / "test"]
-        if not all((d / "index.json").exists() for d in sets):
+        if not all(has_index(d) for d in sets):
             self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}", *split])
-        if not all((d / "index.json").exists() for d in sets):
+        if not all(has_index(d) for d in sets):
             raise InputError(f"{src}/splits.csv: the demo evaluates on a 'train' and a 'test' "
                              "split; name them so")
         return str(sets[0]), str(sets[-1])

@@ -31,6 +31,7 @@ from pipeline.export.export import export_run
 from pipeline.export.load import read_spec
 from pipeline.io.atomic import write_json
 from pipeline.loader.loader import ClipLoader
+from pipeline.shard.index import has_index, index_path, read_index
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import barrier, setup_distributed
 from pipeline.train.engine import train
@@ -58,8 +59,8 @@ def splits(cfg: TrainConfig) -> list[Split]:
     for i, root in enumerate(roots):
         train, test = Path(root) / "train", Path(root) / "test"
         for d in (train, test):
-            if not (d / "index.json").is_file():
-                raise InputError(f"finetune.splits[{i}]={root}: {d} is not a finished shard folder (no index.json)")
+            if not has_index(d):
+                raise InputError(f"finetune.splits[{i}]={root}: {d} is not a finished shard folder (no {index_path(d).name})")
         out.append(Split(f"split{i + 1}", str(train), str(test)))
     return out
 
@@ -83,8 +84,8 @@ def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig
     """The training run of one split: epochs -> steps for this world size, the loader on
     the split's training shards with the export's input, classes from the shards."""
     fc = cfg.finetune
-    index = json.loads((Path(split.train) / "index.json").read_text())
-    videos, classes = int(index["totals"]["videos"]), index.get("classes", [])
+    index = read_index(split.train)
+    videos, classes = int(index["totals"]["videos"]), index["classes"]
     if not classes:
         raise InputError(f"{split.train}: the training shards have no class labels")
     if fc.classes and fc.classes < len(classes):

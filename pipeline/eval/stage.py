@@ -31,6 +31,7 @@ from pipeline.eval.feature_store import FeatureSet, video_runs
 from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.labels import class_names
+from pipeline.shard.index import has_index
 from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
@@ -123,10 +124,9 @@ def _embedding_sample(test: FeatureSet, n: int = EMBEDDING_SAMPLE) -> dict:
 
 
 def labelled(shards: str) -> bool:
-    try:
-        return bool(class_names(shards))
-    except InputError:  # shards without an index.json: ids are taken as they are
-        return False
+    """Shards with class names; shards without an index (unlabelled) keep their ids as
+    they are, a broken index is the reader's error."""
+    return has_index(shards) and bool(class_names(shards))
 
 
 def in_sample(train_shards: str, test_shards: str) -> bool:

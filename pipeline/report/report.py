@@ -18,6 +18,7 @@ from pipeline.report.cluster_browser import _thumb
 from pipeline.report.downstream import finetune_section, in_sample_banner, metric_name, protocols_section
 from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
+from pipeline.shard.index import class_names, has_index
 from pipeline.utils.metrics import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
 def build_report(cfg: ReportConfig) -> Path:
     run = Path(cfg.run_dir)
     shards = cfg.test_shards or str(run / "shards" / "test")
-    index = Path(shards) / "index.json"
-    names = list(cfg.class_names) or (json.loads(index.read_text()).get("classes", []) if index.exists() else [])
+    names = list(cfg.class_names) or (class_names(shards) if has_index(shards) else [])  # unlabelled: ids
     body = [f"<h1>Pipeline report: {esc(run.name)}</h1>"]
     summary = run / "summary.json"
     if summary.exists():

@@ -35,7 +35,7 @@ from pipeline.config import ConfigError, save_config
 from pipeline.io.atomic import write_json
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.corpus import InputItem
-from pipeline.shard.index import build_index, stray_shards, summary_table
+from pipeline.shard.index import build_index, index_path, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig, with_defaults
 from pipeline.shard.layouts import SINGLE, Layout, read_layout
@@ -66,7 +66,7 @@ class Plan:
 
     @property
     def indexes(self) -> list[Path]:
-        return [Path(s.output) / "index.json" for s in self.sets]
+        return [index_path(s.output) for s in self.sets]
 
 
 def _validate(cfg: ShardConfig) -> None:
@@ -263,8 +263,8 @@ def run(cfg: ShardConfig) -> dict:
         indexes = merge(cfg, plan)
         log.info("shard: index of %d shards, %d clips -> %s", len(plan.jobs),
                  sum(i["totals"]["clips"] for i in indexes.values()), out)
-        return {"index": None if split else str(out / "index.json"), "complete": True,
-                **({"subsets": {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}}
+        return {"index": None if split else str(index_path(out)), "complete": True,
+                **({"subsets": {s.subset: str(index_path(s.output)) for s in plan.sets}}
                    if split else indexes[SINGLE]["totals"])}
     part, parts = parse_slice(cfg.slice)
     mine = [j for k, j in enumerate(plan.jobs) if k % parts == part]
@@ -290,13 +290,13 @@ def run(cfg: ShardConfig) -> dict:
         "wall_seconds": round(wall, 3),
         "input_seconds_per_s": round(ok_seconds / wall, 3) if wall > 0 else 0.0,
         "videos_per_s": round(len(entries) / wall, 3) if wall > 0 else 0.0,
-        "complete": complete, "index": str(out / "index.json") if indexes and not split else None,
+        "complete": complete, "index": str(index_path(out)) if indexes and not split else None,
     }
     if split:
-        result["subsets"] = {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}
+        result["subsets"] = {s.subset: str(index_path(s.output)) for s in plan.sets}
         result["splits"] = str(out / "splits.json")
     for subset, index in (indexes or {}).items():
         log.info("shard: %s complete: %d videos, %d clips, %.3f h -> %s", subset or "corpus",
                  index["totals"]["videos"], index["totals"]["clips"], index["totals"]["hours"],
-                 Path(cfg.output) / subset / "index.json")
+                 index_path(Path(cfg.output) / subset))
     return result
