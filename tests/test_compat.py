@@ -82,12 +82,34 @@ def test_submitit_requeue_inside_range_clear_error_outside():
         compat.submitit_requeue(signal.SIG_DFL, version=OUTSIDE["submitit"])
 
 
+def test_job_files_inside_range_clear_error_outside(tmp_path):
+    """The job folder layout `python -m jobs status` reads: the names submitit gives a
+    task's files and its result pickle as submitit writes it; outside the range one error."""
+    from submitit.core.utils import cloudpickle_dump
+
+    p = compat.job_paths(tmp_path, "4242", task=1)
+    assert p.result_pickle == tmp_path / "4242" / "4242_1_result.pkl"
+    assert (p.stdout.name, p.stderr.name) == ("4242_1_log.out", "4242_1_log.err")
+    p.result_pickle.parent.mkdir()
+    cloudpickle_dump(("success", {"step": 3}), p.result_pickle)
+    assert compat.load_job_result(p.result_pickle) == ("success", {"step": 3})
+    for call in (lambda: compat.job_paths(tmp_path, "1", version=OUTSIDE["submitit"]),
+                 lambda: compat.load_job_result(p.result_pickle, version=OUTSIDE["submitit"])):
+        with pytest.raises(CompatError, match="JobPaths and pickle_load.*1.6.0"):
+            call()
+
+
 # Names that belong to a dependency's internals: torchvision's ResNet constructors' state
 # (what models/video.py and models/audio.py once set by hand), numba's code-generation
 # helpers and array data model. The backbones now use torchvision's public BasicBlock and
 # conv builders; the Sinkhorn intrinsic uses only numba.extending.intrinsic and llvmlite.ir.
 PRIVATE_NAMES = {"_make_layer", "_norm_layer", "inplanes", "base_width", "cgutils", "make_array"}
-PRIVATE_MODULES = ("numba.core", "numba.np", "numba.cpython", "torch._", "torchvision.models._")
+# submitit's and DeepSpeed's public names are the ones their packages export at the top
+# (submitit.JobEnvironment, submitit.helpers, deepspeed.initialize); their inner modules
+# are internals.
+PRIVATE_MODULES = ("numba.core", "numba.np", "numba.cpython", "torch._", "torchvision.models._",
+                   "submitit.core", "submitit.slurm", "submitit.local", "submitit.auto",
+                   "deepspeed.runtime", "deepspeed.ops", "deepspeed.utils", "deepspeed.comm")
 
 
 def _touches(path: Path) -> list[str]:
@@ -126,5 +148,6 @@ def test_no_private_api_outside_compat():
 def test_scan_catches_the_old_private_touches(tmp_path):
     old = tmp_path / "old.py"
     old.write_text("from numba.core import cgutils\nfrom submitit.slurm.slurm import _make_sbatch_string\n"
+                   "from submitit.core.utils import JobPaths\nimport deepspeed.runtime.engine\n"
                    "def f(self):\n    self.inplanes = 64\n    return self._make_layer(1)\n")
-    assert len(_touches(old)) == 5
+    assert len(_touches(old)) == 9
