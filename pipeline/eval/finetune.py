@@ -28,7 +28,7 @@ from pipeline.errors import InputError
 from pipeline.eval.labels import class_names, label_map
 from pipeline.eval.multiview import accuracies, gather, predict
 from pipeline.export.export import export_run
-from pipeline.export.load import read_spec
+from pipeline.export.spec import has_spec, read_spec
 from pipeline.io.atomic import write_json
 from pipeline.loader.loader import ClipLoader
 from pipeline.shard.index import has_index, index_path, read_index
@@ -68,11 +68,11 @@ def splits(cfg: TrainConfig) -> list[Split]:
 def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
     """An export folder as given, or a finished pretraining run exported into OUT/backbone."""
     src = Path(cfg.finetune.backbone)
-    if (src / "video" / "config.json").is_file():
+    if has_spec(src / "video"):
         return str(src)
     if (src / "config.yaml").is_file() and final_weights(src).is_file():
         dest = Path(cfg.out) / "backbone"
-        if is_main and not (dest / "video" / "config.json").is_file():
+        if is_main and not has_spec(dest / "video"):
             export_run(src, dest)
         barrier()
         return str(dest)

@@ -31,12 +31,13 @@ from pipeline.eval.feature_store import FeatureSet, video_runs
 from pipeline.eval.features import extract
 from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.labels import class_names
-from pipeline.shard.index import has_index
 from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
+from pipeline.export.spec import has_spec
 from pipeline.io.atomic import save_npz, write_json
 from pipeline.loader.loader import expand_shards
+from pipeline.shard.index import has_index
 from pipeline.shard.keys import video_of
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def protocol_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
 
 def run(cfg: EvalConfig) -> dict:
     out, export = Path(cfg.out), Path(cfg.export)
-    if not (export / "video" / "config.json").exists():
+    if not has_spec(export / "video"):
         raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / f"{cfg.protocol if cfg.protocol != 'default' else 'eval'}_config.yaml")

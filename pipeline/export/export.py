@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from pipeline.config import MISSING, load_config, save_config
 from pipeline.errors import InputError
-from pipeline.io.atomic import atomic_open, save_safetensors, write_json
+from pipeline.export.spec import write_spec
+from pipeline.io.atomic import atomic_open, save_safetensors
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 
@@ -81,7 +82,7 @@ def export_run(run_dir: Path, out: Path, torchscript: bool = False) -> dict:
                          "out_dim": int(head["net.3.weight"].shape[0]), "normalize": cfg.model.normalize},
                 "input": _input_spec(cfg, kind, _shard_fps(cfg)), "method": cfg.method,
                 "source": str(run_dir)}
-        write_json(folder / "config.json", spec, indent=2)
+        write_spec(folder, spec)
         if torchscript and kind != "text":
             from pipeline.export.load import load_backbone
             net = load_backbone(folder)
