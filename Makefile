@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # `make test-quick` is the inner loop (unit tests, < 3 min on 2 cores); `make test-latest`
-# runs the suite against the newest release of every dependency (see CONTRIBUTING.md).
+# runs the suite against the newest release of every dependency (see docs/contributing.md).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python

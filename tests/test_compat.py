@@ -37,8 +37,18 @@ def test_upper_bounds_only_where_a_guard_needs_one():
     """An upper bound in setup.cfg stands for a private-API touch in compat.py; one left
     behind after the touch is gone would keep users off newer releases for nothing."""
     guarded = {g.package for g in GUARDS.values()}
-    bounded = {name for name, req in install_requires().items() if any(s.operator == "<" for s in req.specifier)}
+    bounded = {name for name, req in install_requires().items()
+               if any(s.operator in ("<", "<=", "==", "~=", "===") for s in req.specifier)}
     assert bounded == guarded
+
+
+def test_installing_the_package_never_replaces_a_newer_torch():
+    """`pip install .` into an environment with its own (newer, CUDA) torch keeps it: the
+    torch family is required from below only, so the installed build always satisfies."""
+    reqs = install_requires()
+    for name in ("torch", "torchvision", "torchaudio", "torchcodec"):
+        assert {s.operator for s in reqs[name].specifier} == {">="}, (name, str(reqs[name].specifier))
+        assert reqs[name].specifier.contains("99.0"), name
 
 
 def test_deepspeed_shm_comm_skipped_inside_range_untouched_outside(caplog):
