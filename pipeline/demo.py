@@ -18,6 +18,7 @@ from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
 from pipeline.io.atomic import write_json
 from pipeline.shard.index import class_names, has_index
+from pipeline.shard.splits import splits_path
 from pipeline.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Demo:
         shutil.copyfile(self.out / "eval" / "eval.json", self.out / "eval.json")
         summary = {"corpus": self.cfg.corpus or f"synthetic ({self.cfg.n_classes} classes)",
                    "held_out": train_shards != test_shards,
-                   **({"splits": str(Path(train_shards).parent / "splits.json")} if self.cfg.corpus
+                   **({"splits": str(splits_path(Path(train_shards).parent))} if self.cfg.corpus
                       and train_shards != test_shards else {}), **{f"{k}_s": v for k, v in self.times.items()}}
         write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]

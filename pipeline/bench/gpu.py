@@ -29,7 +29,7 @@ from pipeline.loader.loader import ClipLoader
 from pipeline.shard.index import has_index
 from pipeline.stages import STAGES
 from pipeline.train.config import TrainConfig
-from pipeline.utils.metrics import read_jsonl
+from pipeline.train.metrics_log import read_metrics
 
 GDT_PAPER_CONFIG = CONFIGS / "gdt_k400.yaml"  # the paper-scale GDT recipe
 
@@ -111,7 +111,7 @@ def run(cfg: Config) -> dict:
                                f"steps={cfg.steps}", "log_every=5", "tensorboard=false", "ds.precision=bf16",
                                f"ckpt.every={cfg.steps}"], (str(GDT_PAPER_CONFIG),))
     wall = time.perf_counter() - start
-    rows = read_jsonl(out / "metrics.jsonl")
+    rows = read_metrics(out)
     late = rows[1:] or rows  # the first window holds start-up and cuDNN autotuning
     clips_s = sum(r["clips_per_s"] for r in late) / len(late)
     result["train"] = {"config": str(GDT_PAPER_CONFIG.name), "steps": trained["step"], "precision": "bf16",

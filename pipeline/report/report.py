@@ -19,7 +19,7 @@ from pipeline.report.downstream import finetune_section, in_sample_banner, metri
 from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
 from pipeline.shard.index import class_names, has_index
-from pipeline.utils.metrics import read_jsonl
+from pipeline.train.metrics_log import has_metrics, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,9 @@ def build_report(cfg: ReportConfig) -> Path:
         s = json.loads(summary.read_text())
         body.append("<p class='muted'>" + " &middot; ".join(
             f"{esc(k)}: {esc(round(v, 1) if isinstance(v, float) else v)}" for k, v in s.items()) + "</p>")
-    runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
-            if (d / "metrics.jsonl").exists()}
-    runs.update({f"{p.parent.parent.name}/{p.parent.name}": read_jsonl(p)  # fine-tuning: a run per split
-                 for p in sorted(run.glob("*/split*/metrics.jsonl"))})
+    runs = {d.name: read_metrics(d) for d in sorted(run.iterdir()) if has_metrics(d)}
+    runs.update({f"{p.parent.name}/{p.name}": read_metrics(p)  # fine-tuning: a run per split
+                 for p in sorted(run.glob("*/split*")) if has_metrics(p)})
     if runs:
         body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
     ev_path = run / "eval" / "eval.json"

@@ -32,13 +32,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, save_config
-from pipeline.io.atomic import write_json
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.corpus import InputItem
 from pipeline.shard.index import build_index, index_path, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig, with_defaults
 from pipeline.shard.layouts import SINGLE, Layout, read_layout
+from pipeline.shard.splits import splits_path, write_splits
 from pipeline.shard.writer import ShardJob, fingerprint, read_stats, write_shard
 from pipeline.shard.transcode import kill_with_parent
 from pipeline.errors import InputError
@@ -249,7 +249,7 @@ def _prepare(plan: Plan) -> None:
             Path(s.output).mkdir(parents=True, exist_ok=True)
             save_config(replace(cfg, output=s.output, tmp_dir=s.jobs[0].tmp_dir),
                         Path(s.output) / "config.yaml")
-        write_json(out / "splits.json", split_listing(plan))
+        write_splits(out, split_listing(plan))
 
 
 def run(cfg: ShardConfig) -> dict:
@@ -294,7 +294,7 @@ def run(cfg: ShardConfig) -> dict:
     }
     if split:
         result["subsets"] = {s.subset: str(index_path(s.output)) for s in plan.sets}
-        result["splits"] = str(out / "splits.json")
+        result["splits"] = str(splits_path(out))
     for subset, index in (indexes or {}).items():
         log.info("shard: %s complete: %d videos, %d clips, %.3f h -> %s", subset or "corpus",
                  index["totals"]["videos"], index["totals"]["clips"], index["totals"]["hours"],
