@@ -8,7 +8,6 @@ checkpoint), so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
+from pipeline.eval.results import eval_path, read_eval, write_eval
 from pipeline.io.atomic import write_json
 from pipeline.shard.index import class_names, has_index
 from pipeline.shard.splits import splits_path
@@ -150,14 +150,14 @@ class Demo:
         result = self.stage("eval", [], [f"export={self.out / 'export'}", f"train_shards={train_shards}",
                                          f"test_shards={test_shards}", f"out={self.out / 'eval'}", *extra])
         # the headline numbers at the top of the run folder (the eval stage's own copy stays)
-        shutil.copyfile(self.out / "eval" / "eval.json", self.out / "eval.json")
+        write_eval(self.out, read_eval(self.out / "eval"))
         summary = {"corpus": self.cfg.corpus or f"synthetic ({self.cfg.n_classes} classes)",
                    "held_out": train_shards != test_shards,
                    **({"splits": str(splits_path(Path(train_shards).parent))} if self.cfg.corpus
                       and train_shards != test_shards else {}), **{f"{k}_s": v for k, v in self.times.items()}}
         write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]
-        print(f"\nreport: {Path(report).resolve()}\neval:   {(self.out / 'eval.json').resolve()}")
+        print(f"\nreport: {Path(report).resolve()}\neval:   {eval_path(self.out).resolve()}")
         return {"report": report, "eval": result, "times": self.times}
 
 

@@ -33,6 +33,7 @@ from pipeline.eval.knn import knn_accuracy
 from pipeline.eval.labels import class_names
 from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.neighbours import group_codes, topk_cosine
+from pipeline.eval.results import write_eval
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
 from pipeline.export.spec import has_spec
 from pipeline.io.atomic import save_npz, write_json
@@ -174,10 +175,10 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
     if cfg.cluster_eval:
         ce = json.loads(Path(cfg.cluster_eval).read_text())
         result.update({f"selavi_{k}": ce[k] for k in ("nmi", "ari", "cluster_acc") if k in ce})
-    write_json(out / "eval.json", result, indent=2)
+    path = write_eval(out, result)
     log.info("eval: kNN %.3f (random %.3f), R@1 a2v %.1f -> %s", result.get("knn_top1", float("nan")),
              result.get("random_init", {}).get("knn_top1", float("nan")), result.get("r_at_1_a2v", float("nan")),
-             out / "eval.json")
+             path)
     return result
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.config import MISSING
+from pipeline.eval.results import has_eval, read_eval
 from pipeline.io.atomic import write_text
 from pipeline.loader.lookup import read_samples
 from pipeline.report.cluster_browser import _thumb
@@ -90,9 +91,8 @@ def build_report(cfg: ReportConfig) -> Path:
                  for p in sorted(run.glob("*/split*")) if has_metrics(p)})
     if runs:
         body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
-    ev_path = run / "eval" / "eval.json"
-    if ev_path.exists():
-        ev = json.loads(ev_path.read_text())
+    if has_eval(run / "eval"):
+        ev = read_eval(run / "eval")
         held = "test (in-sample)" if ev.get("in_sample") else "held-out"
         body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
                     f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
