@@ -22,6 +22,13 @@ def test_written_index_reads_back_from_folder_pattern_and_tar(tmp_path):
     assert written["totals"]["videos"] == 3 and written["totals"]["failed"] == 1
 
 
+def test_a_missing_folder_inside_a_shard_folder_has_no_index(tmp_path):
+    """A subset folder not written yet (or mistyped) is not read as its parent's index."""
+    build_index(tmp_path, "x", ["a"], [stats("x-000000", 1)], {})
+    assert index_path(tmp_path / "train") == tmp_path / "train" / "index.json"
+    assert not has_index(tmp_path / "train") and has_index(tmp_path / "x-{000000..000001}.tar")
+
+
 def test_unlabelled_corpus_has_no_classes(tmp_path):
     build_index(tmp_path, "x", [], [stats("x-000000", 1)], {})
     assert class_names(tmp_path) == []

@@ -24,9 +24,12 @@ INDEX = "index.json"
 
 
 def index_path(shards: str | Path) -> Path:
-    """The index of a shard folder, or of the folder holding a glob/brace pattern or a tar."""
+    """The index of a shard folder, or of the folder holding a glob/brace pattern or a tar.
+    A path that is neither an existing folder nor a pattern or tar is taken as a folder (not
+    yet written, or mistyped): its own index, never the one of the folder above it."""
     base = Path(shards)
-    return (base if base.is_dir() else base.parent) / INDEX
+    pattern = base.suffix == ".tar" or any(c in base.name for c in "*?[{")
+    return (base.parent if pattern and not base.is_dir() else base) / INDEX
 
 
 def has_index(shards: str | Path) -> bool:
