@@ -65,7 +65,7 @@ latest-install:
 	@$(LPY) -m pip list --format=freeze | grep -iE '^(torch|torchvision|torchaudio|torchcodec|av|numpy|deepspeed|numba|llvmlite|submitit|decord|webdataset|scipy|scikit-learn|safetensors|omegaconf)==' | tee $(LATEST)/versions.txt
 
 test-latest: latest-install system-deps
-	$(LPY) -m pytest $(if $(LATEST_TESTS),-m "$(LATEST_TESTS)") $(PYTEST_ARGS)
+	$(LATEST_PIP_ENV) $(LPY) -m pytest $(if $(LATEST_TESTS),-m "$(LATEST_TESTS)") $(PYTEST_ARGS)
 
 # on a machine with a CUDA GPU: decode, DeviceAugment and 20 steps of the paper-scale GDT
 # recipe in bf16 on NCCL, as JSON (fails with one clear message without CUDA)
