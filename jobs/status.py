@@ -14,9 +14,8 @@ import subprocess
 from collections import deque
 from pathlib import Path
 
-from submitit.core.utils import JobPaths, pickle_load
-
 from jobs import record
+from pipeline.compat import job_paths, load_job_result
 from pipeline.io.trust import require_own
 
 DEFAULT_ROOT = Path("runs") / "jobs"
@@ -45,8 +44,9 @@ def summary(value, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def paths(folder: Path, job_id: str, task: int = 0) -> JobPaths:
-    return JobPaths(Path(folder) / "%j", job_id=job_id, task_id=task)
+def paths(folder: Path, job_id: str, task: int = 0):
+    """submitit's file names of one task (a private layout: through pipeline.compat)."""
+    return job_paths(folder, job_id, task)
 
 
 def _sacct_state(job_id: str) -> str:
@@ -70,7 +70,7 @@ def job_state(folder: Path, job_id: str, cluster: str) -> tuple[str, str]:
     if result.exists():
         require_own([result.parent, result], "a job result")
         try:
-            outcome, value = pickle_load(result)
+            outcome, value = load_job_result(result)
         except Exception as err:  # a half-written or foreign pickle
             return "UNREADABLE", f"{result}: {err}"
         if outcome == "success":

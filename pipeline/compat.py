@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Callable
 
 from packaging.version import Version
@@ -63,6 +64,8 @@ GUARDS = {
     "preempt_signal": Guard("submitit", "1.5", "1.6", "submitit JobEnvironment._usr_sig"),
     "signal_handler": Guard("submitit", "1.5", "1.6",
                             "submitit.core.job_environment.SignalHandler.checkpoint_and_try_requeue"),
+    "job_files": Guard("submitit", "1.5", "1.6",
+                       "submitit.core.utils.JobPaths and pickle_load (a job folder's file names and result pickle)"),
 }
 
 
@@ -120,3 +123,22 @@ def submitit_requeue(installed_handler: Any, version: str | None = None) -> Call
     if not isinstance(owner, SignalHandler):
         return None
     return lambda signum: owner.checkpoint_and_try_requeue(signum, None)
+
+
+def job_paths(folder: str | Path, job_id: str, task: int = 0, version: str | None = None) -> Any:
+    """submitit's names for one task's files in a job folder (``stdout``, ``stderr``,
+    ``result_pickle``), for ``python -m jobs status``, which reads a folder after the
+    submitting process has gone. submitit exports no public name for this layout."""
+    GUARDS["job_files"].require(version)
+    from submitit.core.utils import JobPaths
+
+    return JobPaths(Path(folder) / "%j", job_id=job_id, task_id=task)
+
+
+def load_job_result(path: str | Path, version: str | None = None) -> Any:
+    """A task's result pickle as submitit wrote it: ("success" | "error", value). The
+    caller checks first that the folder is trusted (``pipeline.io.trust``): it unpickles."""
+    GUARDS["job_files"].require(version)
+    from submitit.core.utils import pickle_load
+
+    return pickle_load(Path(path))

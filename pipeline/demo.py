@@ -8,7 +8,6 @@ checkpoint), so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,12 @@ from pathlib import Path
 from pipeline.cli import build_config
 from pipeline.config import CONFIGS, save_config
 from pipeline.errors import InputError
-from pipeline.eval.labels import class_names
 from pipeline.eval.modalities import per_modality, text_table
+from pipeline.eval.results import eval_path, read_eval, write_eval
 from pipeline.io.atomic import write_json
 from pipeline.io.folder_lock import hold
+from pipeline.shard.index import class_names, has_index
+from pipeline.shard.splits import splits_path
 from pipeline.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Demo:
         dirs = []
         for split, src in (("train", train_in), ("test", test_in)):
             folder = self.out / name / split
-            if not (folder / "index.json").exists():
+            if not has_index(folder):
                 self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}"])
             dirs.append(str(folder))
         return dirs[0], dirs[1]
@@ -99,9 +100,9 @@ class Demo:
         split = [] if declared else [f"holdout={self.cfg.holdout}"]
         single = not declared and not self.cfg.holdout
         sets = [folder] if single else [folder / "train", folder / "test"]
-        if not all((d / "index.json").exists() for d in sets):
+        if not all(has_index(d) for d in sets):
             self.stage("shard", [], [f"input={src}", f"output={folder}", f"short_side={short_side}", *split])
-        if not all((d / "index.json").exists() for d in sets):
+        if not all(has_index(d) for d in sets):
             raise InputError(f"{src}/splits.csv: the demo evaluates on a 'train' and a 'test' "
                              "split; name them so")
         return str(sets[0]), str(sets[-1])
@@ -152,15 +153,15 @@ class Demo:
         result = self.stage("eval", [], [f"export={self.out / 'export'}", f"train_shards={train_shards}",
                                          f"test_shards={test_shards}", f"out={self.out / 'eval'}", *extra])
         # the headline numbers at the top of the run folder (the eval stage's own copy stays)
-        shutil.copyfile(self.out / "eval" / "eval.json", self.out / "eval.json")
+        write_eval(self.out, read_eval(self.out / "eval"))
         summary = {"corpus": self.cfg.corpus or f"synthetic ({self.cfg.n_classes} classes)",
                    "held_out": train_shards != test_shards,
-                   **({"splits": str(Path(train_shards).parent / "splits.json")} if self.cfg.corpus
+                   **({"splits": str(splits_path(Path(train_shards).parent))} if self.cfg.corpus
                       and train_shards != test_shards else {}), **{f"{k}_s": v for k, v in self.times.items()}}
         write_json(self.out / "summary.json", summary)
         report = self.stage("report", [], [f"run_dir={self.out}", f"test_shards={test_shards}"])["report"]
         print("\n" + text_table(result.get("per_modality") or per_modality(result)))
-        print(f"\nreport: {Path(report).resolve()}\neval:   {(self.out / 'eval.json').resolve()}")
+        print(f"\nreport: {Path(report).resolve()}\neval:   {eval_path(self.out).resolve()}")
         return {"report": report, "eval": result, "times": self.times}
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic corpus and its real shards, made once per session."""
+"""Shared fixtures: a small synthetic corpus and its real shards, made once per session;
+and which tests are ``slow`` (left out of ``make test-quick``, see docs/contributing.md)."""
 import json
 from pathlib import Path
 
@@ -8,6 +9,24 @@ from shard_util import TINY_MODEL, shard_manifest
 from pipeline.config import load_config
 
 DATA = Path(__file__).parent / "data"
+
+# What makes a test slow, kept in one place so `make test-quick` stays under 3 minutes on
+# two cores: it needs a real corpus sharded or a model trained (the session fixtures
+# below and the module fixtures built the same way), or the whole module runs stages,
+# subprocesses, a wheel build or real media through the encoders. `slurm` and
+# `distributed` tests are marked where they are defined.
+SLOW_FIXTURES = {"synth_corpus", "synth_shards", "split_root", "tiny_export", "synth_sample", "esc50_root",
+                 "real_shard_videos"}
+SLOW_MODULES = {"test_bench_scale", "test_compiler_free", "test_demo_corpus", "test_demo_report",
+                "test_detect_stage", "test_export_eval", "test_finetune", "test_hostile_media",
+                "test_shard", "test_shard_broken", "test_shard_encoders", "test_shard_layouts",
+                "test_shard_resume", "test_synth", "test_wheel"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

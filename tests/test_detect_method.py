@@ -94,6 +94,7 @@ def _two_rank_loss(rank, world_size, batch, state):
     return float(loss)
 
 
+@pytest.mark.distributed
 def test_nce_with_negatives_from_another_rank_equals_one_process():
     m = _method()
     m.eval()

@@ -134,6 +134,7 @@ def test_report_escapes_everything_and_links_only_relative(run_dir):
     assert "alt='t-SNE'" in html  # the "$...$" class names did not crash the figure
 
 
+@pytest.mark.slow  # report subprocesses under a file-size limit
 def test_a_good_report_survives_a_failed_rewrite(run_dir):
     (run_dir / "eval" / "embeddings.npz").unlink()  # no t-SNE: this test is about the write
     assert main(["report", str(run_dir), "--quiet"]) == 0

@@ -167,6 +167,7 @@ def test_a_setting_no_sample_meets_is_one_clear_error(synth_shards):
         next(iter(ld))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_all_shards_unreadable_is_one_clear_error(tmp_path, workers):
     """Resampled shards that are all unreadable: one error within seconds, not warnings
@@ -274,6 +275,7 @@ def test_loader_benchmark_reports_the_issues_numbers(synth_shards, tmp_path):
     assert "scaling_1_to_2" in res
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole stack
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: `make gpu-check` runs the real check")
 def test_gpu_check_without_cuda_is_one_clear_error():
     res = subprocess.run([sys.executable, "-m", "pipeline", "bench", "gpu"], capture_output=True, text=True)

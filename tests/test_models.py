@@ -71,6 +71,24 @@ def test_audio_backbones_match_torchvision_resnets():
     assert n_params(build_audio("resnet_tiny")) < 500_000
 
 
+def test_audio_and_mc3_features_equal_torchvision_with_same_weights():
+    """Built from torchvision's public blocks, the backbones compute what torchvision's own
+    constructors build (ResNet-18 with a 1-channel stem, MC3-18) given the same weights."""
+    ours, theirs = build_audio("resnet18").eval(), torchvision.models.resnet18(weights=None).eval()
+    theirs.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    theirs.fc = torch.nn.Identity()
+    ours.load_state_dict(theirs.state_dict())
+    spec = torch.randn(2, 1, 40, 99)
+    with torch.no_grad():
+        assert torch.allclose(ours(spec), theirs(spec), atol=1e-5)
+    ours, theirs = build_video("mc3_18").eval(), torchvision.models.video.mc3_18(weights=None).eval()
+    ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if not k.startswith("fc.")})
+    theirs.fc = torch.nn.Identity()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
 def test_text_encoder_ignores_padding():
     m = build_text("text_tiny").eval()
     ids = torch.tensor([[257, 105, 106, 258, 0, 0, 0, 0], [257, 50, 51, 52, 53, 54, 258, 0]])

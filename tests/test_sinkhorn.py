@@ -199,6 +199,7 @@ def _rank_main(rank, world, port, split, cfgs, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.distributed
 def test_two_ranks_match_one_rank():
     """Real 2-process gloo group, uneven row split, gauss prior (all-reduced sizes) and a
     dead cluster (exact column fallback with MAX all-reduce); native cached, torch streamed."""

@@ -58,16 +58,26 @@ def _requires(wheel: Path) -> list[str]:
 
 
 def _dependency_closure(requirements: list[str]) -> dict[str, metadata.Distribution]:
-    """The installed distributions the requirements need, recursively (no extras)."""
-    todo, found = list(requirements), {}
+    """The installed distributions the requirements need, recursively, with the extras each
+    requirement asks for (torch 2.15 reaches its CUDA libraries through
+    ``cuda-toolkit[cublas,...]``: without following extras the closure misses them)."""
+    todo, found, seen = list(requirements), {}, set()
     while todo:
         req = Requirement(todo.pop())
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
         name = canonicalize_name(req.name)
-        if name not in found:
-            found[name] = metadata.distribution(req.name)
-            todo.extend(found[name].requires or [])
+        new = {e for e in {""} | {canonicalize_name(x) for x in req.extras} if (name, e) not in seen}
+        if not new:
+            continue
+        seen |= {(name, e) for e in new}
+        found.setdefault(name, metadata.distribution(req.name))
+        for line in found[name].requires or []:
+            sub = Requirement(line)
+            if sub.marker is None and "" in new or \
+                    sub.marker is not None and any(sub.marker.evaluate({"extra": e}) for e in new):
+                sub.marker = None  # decided here, for this extra
+                todo.append(str(sub))
     return found
 
 

@@ -26,8 +26,10 @@ from pipeline.errors import InputError
 from pipeline.io.atomic import write_json
 from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader
+from pipeline.shard.index import has_index
 from pipeline.stages import STAGES
 from pipeline.train.config import TrainConfig
+from pipeline.train.metrics_log import read_metrics
 
 GDT_PAPER_CONFIG = CONFIGS / "gdt_k400.yaml"  # the paper-scale GDT recipe
 
@@ -50,7 +52,7 @@ def _stage(name: str, overrides: list[str], files: tuple[str, ...] = ()) -> dict
 
 def _synthetic_shards(work: Path, videos: int) -> str:
     corpus, shards = work / "corpus", work / "shards"
-    if not (shards / "index.json").exists():
+    if not has_index(shards):
         _stage("synth", [f"out={corpus}", f"n_videos={videos}", "seconds=4", "size=160", "fps=30",
                          "audio_rate=24000"])
         _stage("shard", [f"input={corpus / 'manifest.jsonl'}", f"output={shards}", "fps=30",
@@ -109,7 +111,7 @@ def run(cfg: Config) -> dict:
                                f"steps={cfg.steps}", "log_every=5", "tensorboard=false", "ds.precision=bf16",
                                f"ckpt.every={cfg.steps}"], (str(GDT_PAPER_CONFIG),))
     wall = time.perf_counter() - start
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out)
     late = rows[1:] or rows  # the first window holds start-up and cuDNN autotuning
     clips_s = sum(r["clips_per_s"] for r in late) / len(late)
     result["train"] = {"config": str(GDT_PAPER_CONFIG.name), "steps": trained["step"], "precision": "bf16",

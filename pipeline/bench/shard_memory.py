@@ -22,6 +22,7 @@ from pipeline.bench.process_rss import measure
 from pipeline.bench.shard import cut_corpus
 from pipeline.config import MISSING
 from pipeline.io.atomic import write_json
+from pipeline.shard.index import read_index
 from pipeline.shard.probe import probe
 
 
@@ -58,7 +59,7 @@ def run(cfg: Config) -> dict:
             cmd = [sys.executable, "-m", "pipeline", "shard", f"input={corpus}", f"output={out}", "workers=1",
                    f"short_side={cfg.short_side}", f"clip_seconds={cfg.clip_seconds}", "--quiet"]
             m = measure([cmd], scratch / f"{name}.log")
-            index = json.loads((out / "index.json").read_text())
+            index = read_index(out)
             rows[name] = {"input_seconds": round(probe(str(video)).duration or 0.0, 2),
                           "clips": index["totals"]["clips"], "shard_bytes": index["totals"].get("bytes"), **m}
     finally:

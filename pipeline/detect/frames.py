@@ -9,10 +9,7 @@ than one batch of frames: memory does not grow with the shard set.
 from __future__ import annotations
 
 import copy
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -20,7 +17,7 @@ from tqdm import tqdm
 
 from pipeline.errors import InputError
 from pipeline.loader.device_augment import DeviceAugment
-from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
+from pipeline.loader.loader import ClipLoader, LoaderConfig
 
 
 @dataclass
@@ -90,12 +87,3 @@ def epochs(cfg: LoaderConfig) -> Iterator[FrameBatch]:
             yield fb
         if n == 0:
             raise InputError(f"{cfg.shards}: no readable clips")
-
-
-def class_names(shards: str) -> list[str]:
-    """Class names of a shard set from its ``index.json`` (label index order); [] if none."""
-    first = Path(expand_shards(shards)[0])
-    index = (Path(shards) if os.path.isdir(shards) else first.parent) / "index.json"
-    if index.is_file():
-        return [str(c) for c in json.loads(index.read_text()).get("classes", [])]
-    return []

@@ -27,7 +27,7 @@ from pipeline.config import MISSING, ConfigError, save_config
 from pipeline.detect import evaluate
 from pipeline.detect.detector import (DetectorConfig, build_detector, init_backbone_from_av,
                                       load_detector, save_detector, train_detector)
-from pipeline.detect.frames import class_names, epochs, frame_loader_config
+from pipeline.detect.frames import epochs, frame_loader_config
 from pipeline.detect.localise import load_av_model, random_av_model, write_pseudo_labels
 from pipeline.detect.pseudo_labels import PseudoLabels
 from pipeline.errors import InputError
@@ -35,6 +35,7 @@ from pipeline.io.atomic import atomic_open, write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.objectives.gather import world
+from pipeline.shard.index import class_names, has_index
 from pipeline.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,15 @@ def _train_detector(cfg, av_cfg, model, frames, out: Path) -> None:
         fh.writelines(json.dumps(r) + "\n" for r in history)
 
 
+def _names(shards: str) -> list[str]:
+    """Class names for the k-shot naming; shards without an index are unlabelled here."""
+    return class_names(shards) if has_index(shards) else []
+
+
 def _evaluate(cfg, av_cfg, model, loader, out: Path) -> dict:
     detector, _ = load_detector(out / "detector")
-    names = class_names(cfg.eval_shards or cfg.shards)
-    if cfg.eval_shards and class_names(cfg.shards) and names != class_names(cfg.shards):
+    names = _names(cfg.eval_shards or cfg.shards)
+    if cfg.eval_shards and _names(cfg.shards) and names != _names(cfg.shards):
         raise InputError(f"{cfg.eval_shards}: its classes differ from those of {cfg.shards}; "
                          "the k-shot naming needs the same class ids")
     models = {"trained": model}

@@ -32,10 +32,11 @@ from pipeline.errors import InputError
 from pipeline.eval.labels import class_names, label_map
 from pipeline.eval.multiview import accuracies, gather, predict
 from pipeline.export.export import export_run
-from pipeline.export.load import read_spec
+from pipeline.export.spec import has_spec, read_spec
 from pipeline.io.atomic import write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader
+from pipeline.shard.index import has_index, index_path, read_index
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import barrier, setup_distributed
 from pipeline.train.engine import hold_on_main, train
@@ -64,8 +65,8 @@ def splits(cfg: TrainConfig) -> list[Split]:
     for i, root in enumerate(roots):
         train, test = Path(root) / "train", Path(root) / "test"
         for d in (train, test):
-            if not (d / "index.json").is_file():
-                raise InputError(f"finetune.splits[{i}]={root}: {d} is not a finished shard folder (no index.json)")
+            if not has_index(d):
+                raise InputError(f"finetune.splits[{i}]={root}: {d} is not a finished shard folder (no {index_path(d).name})")
         out.append(Split(f"split{i + 1}", str(train), str(test)))
     return out
 
@@ -73,13 +74,13 @@ def splits(cfg: TrainConfig) -> list[Split]:
 def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
     """An export folder as given, or a finished pretraining run exported into OUT/backbone."""
     src = Path(cfg.finetune.backbone)
-    if (src / "video" / "config.json").is_file():
+    if has_spec(src / "video"):
         return str(src)
     if (src / "config.yaml").is_file() and final_weights(src).is_file():
         dest = Path(cfg.out) / "backbone"
         if is_main:  # array tasks of the splits: the first exports, the others wait for it
             with hold(dest.parent, "finetune", name=f".{dest.name}.lock", wait=True):
-                if not (dest / "video" / "config.json").is_file():
+                if not has_spec(dest / "video"):
                     export_run(src, dest)
         barrier()
         return str(dest)
@@ -91,8 +92,8 @@ def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig
     """The training run of one split: epochs -> steps for this world size, the loader on
     the split's training shards with the export's input, classes from the shards."""
     fc = cfg.finetune
-    index = json.loads((Path(split.train) / "index.json").read_text())
-    videos, classes = int(index["totals"]["videos"]), index.get("classes", [])
+    index = read_index(split.train)
+    videos, classes = int(index["totals"]["videos"]), index["classes"]
     if not classes:
         raise InputError(f"{split.train}: the training shards have no class labels")
     if fc.classes and fc.classes < len(classes):

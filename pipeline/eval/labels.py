@@ -1,23 +1,15 @@
-"""Class ids across shard folders: each folder's ``index.json`` lists its class names and
+"""Class ids across shard folders: each folder's shard index lists its class names and
 its samples' ``.cls`` ids index that list. Folders sharded separately (a test split
-missing a class) number classes differently, so ids are mapped by name onto one list."""
+missing a class) number classes differently, so ids are mapped by name onto one list.
+``class_names`` is the shard index's reader (``pipeline.shard.index``), re-exported for
+the evaluation modules."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError
+from pipeline.shard.index import class_names
 
-
-def class_names(shards: str) -> list[str]:
-    """The class names of a shard folder (or of the folder of a glob/brace pattern)."""
-    base = Path(shards)
-    index = (base if base.is_dir() else base.parent) / "index.json"
-    if not index.is_file():
-        raise InputError(f"{shards}: no index.json beside the shards (write them with the shard stage)")
-    return list(json.loads(index.read_text()).get("classes", []))
+__all__ = ["class_names", "label_map", "remap"]
 
 
 def label_map(names: list[str], canonical: list[str]) -> np.ndarray:

@@ -35,10 +35,13 @@ from pipeline.eval.linear_probe import linear_probe
 from pipeline.eval.modalities import flagged, per_modality
 from pipeline.export.manifest import verify_export
 from pipeline.eval.neighbours import group_codes, topk_cosine
+from pipeline.eval.results import write_eval
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
+from pipeline.export.spec import has_spec
 from pipeline.io.atomic import commit_together, json_writer, text_writer, write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import expand_shards
+from pipeline.shard.index import has_index
 from pipeline.shard.keys import video_of
 
 log = logging.getLogger(__name__)
@@ -126,10 +129,9 @@ def _embedding_sample(test: FeatureSet, n: int = EMBEDDING_SAMPLE) -> dict:
 
 
 def labelled(shards: str) -> bool:
-    try:
-        return bool(class_names(shards))
-    except InputError:  # shards without an index.json: ids are taken as they are
-        return False
+    """Shards with class names; shards without an index (unlabelled) keep their ids as
+    they are, a broken index is the reader's error."""
+    return has_index(shards) and bool(class_names(shards))
 
 
 def in_sample(train_shards: str, test_shards: str) -> bool:
@@ -179,13 +181,13 @@ def default_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
     result["no_better_than_random"] = flagged(result["per_modality"])
     for name in result["no_better_than_random"]:
         log.warning("eval: %s is no better than random init", name)
-    commit_together([(out / "eval_config.yaml", text_writer(to_yaml(cfg))),  # with the results it made
-                     (out / "embeddings.npz", lambda fh: np.savez_compressed(fh, **sample)),
-                     (out / "retrieval_examples.json", json_writer(examples)),
-                     (out / "eval.json", json_writer(result, indent=2))])
+    path = write_eval(out, result, along=[  # committed with the config that made them
+        (out / "eval_config.yaml", text_writer(to_yaml(cfg))),
+        (out / "embeddings.npz", lambda fh: np.savez_compressed(fh, **sample)),
+        (out / "retrieval_examples.json", json_writer(examples))])
     log.info("eval: kNN %.3f (random %.3f), R@1 a2v %.1f -> %s", result.get("knn_top1", float("nan")),
              result.get("random_init", {}).get("knn_top1", float("nan")), result.get("r_at_1_a2v", float("nan")),
-             out / "eval.json")
+             path)
     return result
 
 
@@ -231,7 +233,7 @@ def protocol_eval(cfg: EvalConfig, out: Path, export: Path) -> dict:
 
 def run(cfg: EvalConfig) -> dict:
     out, export = Path(cfg.out), Path(cfg.export)
-    if not (export / "video" / "config.json").exists():
+    if not has_spec(export / "video"):
         raise InputError(f"export={export}: no exported video backbone (run `python -m pipeline export` first)")
     verify_export(export)  # whole, from one run: never score a half-replaced export
     part = cfg.protocol != "default" and cfg.only >= 0  # array tasks share the folder by design

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from pipeline.config import MISSING, load_config, to_yaml
 from pipeline.errors import InputError
 from pipeline.export.manifest import NAME, sha256_file, write_manifest
-from pipeline.io.atomic import atomic_open, save_safetensors, write_json, write_text
+from pipeline.export.spec import write_spec
+from pipeline.io.atomic import atomic_open, save_safetensors, write_text
 from pipeline.io.atomic_dir import build_aside
 from pipeline.io.folder_lock import hold
 from pipeline.loader.audio_features import feature_shape
@@ -112,7 +113,7 @@ def _write_part(folder: Path, part: ExportPart, run_id: str, torchscript: bool) 
     if part.head is not None:
         save_safetensors(folder / "head.safetensors", {k: v.contiguous() for k, v in part.head.items()})
     spec = {**part.spec, "run_id": run_id}
-    write_json(folder / "config.json", spec, indent=2)
+    write_spec(folder, spec)
     if torchscript and part.kind != "text":
         from pipeline.export.load import load_backbone
         net = load_backbone(folder)

@@ -2,16 +2,14 @@
 
 Needs only this package's model definitions, torch and safetensors: no training
 configs, no DeepSpeed, no pickle. An export folder may come from anyone, so its
-``config.json`` is read as plain data (no OmegaConf interpolation, so no ``${oc.env:...}``
-reaches a value or an error message) and the architecture it describes is built on the
-meta device first and compared with the safetensors header: a config that asks for more
+``config.json`` is read as plain data and checked (``pipeline.export.spec``), and the
+architecture it describes is built on the meta device first and compared with the safetensors header: a config that asks for more
 (or other) tensors than the file holds fails before any memory is allocated.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -19,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from pipeline.errors import InputError
+from pipeline.export.spec import SPEC, read_spec
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import BUILDERS
 
@@ -39,45 +38,6 @@ class WithHead(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         feat = self.backbone(x, lengths) if self.kind == "text" else self.backbone(x)
         return self.head(feat)
-
-
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-def read_spec(folder: str | Path) -> dict:
-    """The export's ``config.json``, checked; InputError names what is wrong."""
-    path = Path(folder) / "config.json"
-    if not path.exists():
-        raise InputError(f"{path}: not an exported backbone folder (no config.json)")
-    try:
-        spec = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not JSON ({err})") from None
-    except RecursionError:  # e.g. 200,000 nested '['
-        raise InputError(f"{path}: not an export config (nested too deeply to read)") from None
-    if not isinstance(spec, dict) or spec.get("kind") not in BUILDERS:
-        kind = spec.get("kind") if isinstance(spec, dict) else None
-        raise InputError(f"{path}: unknown kind {kind!r}; this version loads {', '.join(BUILDERS.names())}")
-    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), dict):
-        raise InputError(f"{path}: 'name' must be a backbone name and 'args' a mapping")
-    if any("${" in s for s in _strings(spec.get("args", {}))):
-        raise InputError(f"{path}: 'args' holds an interpolation (${{...}}); exports hold plain values")
-    head = spec.get("head")
-    if head is not None and not (isinstance(head, dict) and all(
-            isinstance(head.get(k), int) and not isinstance(head.get(k), bool) and head[k] > 0
-            for k in ("in_dim", "hidden", "out_dim")) and isinstance(head.get("normalize"), bool)):
-        raise InputError(f"{path}: 'head' must give positive integers in_dim, hidden, out_dim and a "
-                         "boolean normalize")
-    return spec
 
 
 def _planned(build: Callable[[], nn.Module], spec_path: Path) -> dict[str, tuple]:
@@ -126,7 +86,7 @@ def load_backbone(folder: str | Path, with_head: bool = False, device: str = "cp
     if with_head:
         h = spec.get("head")
         if h is None:
-            raise InputError(f"{folder / 'config.json'}: no 'head' to load with_head")
+            raise InputError(f"{folder / SPEC}: no 'head' to load with_head")
         parts.append(("head", lambda: ProjectionHead(h["in_dim"], h["out_dim"], h["hidden"], h["normalize"])))
     nets = []
     for part, build in parts:

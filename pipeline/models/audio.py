@@ -1,10 +1,13 @@
 """Audio backbones: torchvision's 2D ResNet on a one-channel log-mel spectrogram.
 
 GDT's audio network is a ResNet-9 (one BasicBlock per stage, 1 input channel); ResNet-18
-is torchvision's resnet18 with a 1-channel stem. torchvision's ``ResNet`` hard-codes the
-widths 64-512 and 3 input channels, so this subclass only replaces the constructor; the
-stages come from torchvision's ``_make_layer``/``BasicBlock``. At default widths the state
-dict has torchvision's keys (minus ``fc``) and shapes (except ``conv1``'s input channels).
+is torchvision's resnet18 with a 1-channel stem. torchvision's ``ResNet`` constructor
+hard-codes the widths 64-512 and 3 input channels, so the network is assembled here from
+torchvision's public ``BasicBlock`` in the order and under the names ``ResNet`` uses
+(``conv1``, ``bn1``, ``layer1..4``, ...). Nothing private of torchvision is touched (no
+``_make_layer``/``_norm_layer``/``inplanes``), so no version guard is needed. At default
+widths the state dict has torchvision's keys (minus ``fc``) and shapes (except ``conv1``'s
+input channels).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
+from torchvision.models.resnet import BasicBlock
 
 from pipeline.errors import ConfigError
 from pipeline.models.init import resnet_init
@@ -33,23 +36,34 @@ class AudioResNetConfig:
                 raise ConfigError(f"audio backbone: {key} needs 4 positive integers, got {val}")
 
 
-class AudioBackbone(ResNet):
+def _stage(in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+    """One stage as torchvision's ``ResNet`` builds it (no dilation, groups 1): a 1x1 conv +
+    BN shortcut where the shape changes, then ``blocks`` BasicBlocks."""
+    downsample = None
+    if stride != 1 or in_ch != width:
+        downsample = nn.Sequential(nn.Conv2d(in_ch, width, kernel_size=1, stride=stride, bias=False),
+                                   nn.BatchNorm2d(width))
+    layers = [BasicBlock(in_ch, width, stride, downsample)]
+    layers += [BasicBlock(width, width) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class AudioBackbone(nn.Module):
     """[B, 1, n_mels, frames] -> [B, out_dim]; ``forward_features`` -> [B, out_dim, F', T'] (stride 32)."""
 
     def __init__(self, cfg: AudioResNetConfig):
         cfg.check()
-        nn.Module.__init__(self)  # ResNet.__init__ hard-codes widths, 3 input channels, a classifier
+        super().__init__()
         self.cfg = cfg
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = cfg.widths[0], 1, 1, 64
         self.conv1 = nn.Conv2d(cfg.in_channels, cfg.widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(cfg.widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_ch = cfg.widths[0]
         for i, (width, n) in enumerate(zip(cfg.widths, cfg.blocks)):
-            setattr(self, f"layer{i + 1}", self._make_layer(BasicBlock, width, n, stride=1 if i == 0 else 2))
+            setattr(self, f"layer{i + 1}", _stage(in_ch, width, n, stride=1 if i == 0 else 2))
+            in_ch = width
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Identity()
         self.out_dim = cfg.widths[-1]
         resnet_init(self)
 

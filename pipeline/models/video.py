@@ -1,10 +1,14 @@
 """Video backbones: torchvision's VideoResNet family (R(2+1)D, R3D, MC3), width/depth scaled.
 
-torchvision's ``VideoResNet`` hard-codes the stage widths 64-128-256-512 and a classifier,
-so this subclass only replaces the constructor: stages are still built by torchvision's
-``_make_layer`` from its ``BasicBlock`` and conv builders. At the default widths the
-state dict has exactly torchvision's keys and shapes (minus ``fc``), so torchvision
-checkpoints load unchanged. Tiny widths give CPU-trainable models for tests and demos.
+torchvision's ``VideoResNet`` constructor hard-codes the stage widths 64-128-256-512 and a
+classifier, so the network is assembled here from torchvision's public building blocks
+(``BasicBlock`` and the conv builders ``Conv2Plus1D`` / ``Conv3DSimple`` /
+``Conv3DNoTemporal`` with their ``get_downsample_stride``), in the order and under the
+names ``VideoResNet`` uses (``stem``, ``layer1..4``, ``avgpool``). Nothing private of
+torchvision is touched (no ``_make_layer``/``inplanes``), so no version guard is needed.
+At the default widths the state dict has exactly torchvision's keys and shapes (minus
+``fc``), so torchvision checkpoints load unchanged (``tests/test_models.py``). Tiny widths
+give CPU-trainable models for tests and demos.
 
 ``forward_features`` keeps the spatio-temporal map ([B, D, T', H', W']) because the
 audio-visual detection method needs a visual feature per location; ``forward`` pools it.
@@ -15,8 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torchvision.models.video.resnet import (BasicBlock, Conv2Plus1D, Conv3DNoTemporal,
-                                             Conv3DSimple, VideoResNet)
+from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple
 
 from pipeline.errors import ConfigError
 from pipeline.models.init import resnet_init
@@ -62,7 +65,21 @@ def _stem(conv: str, in_ch: int, width: int) -> nn.Sequential:
         nn.BatchNorm3d(width), nn.ReLU(inplace=True))
 
 
-class VideoBackbone(VideoResNet):
+def _stage(conv_builder: type, in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+    """One stage as torchvision's ``VideoResNet`` builds it: a 1x1x1 conv + BN shortcut where
+    the shape changes (stride from the conv builder: mc3's 2D stages keep the time axis),
+    then ``blocks`` BasicBlocks."""
+    downsample = None
+    if stride != 1 or in_ch != width:
+        downsample = nn.Sequential(
+            nn.Conv3d(in_ch, width, kernel_size=1, stride=conv_builder.get_downsample_stride(stride), bias=False),
+            nn.BatchNorm3d(width))
+    layers = [BasicBlock(in_ch, width, conv_builder, stride, downsample)]
+    layers += [BasicBlock(width, width, conv_builder) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class VideoBackbone(nn.Module):
     """[B, C, T, H, W] -> pooled features [B, out_dim]; ``forward_features`` -> [B, out_dim, T', H', W'].
 
     torchvision's strides: spatial /16; temporal /8 for 2plus1d and 3d, none for mc3 (its
@@ -71,14 +88,14 @@ class VideoBackbone(VideoResNet):
 
     def __init__(self, cfg: VideoResNetConfig):
         cfg.check()
-        nn.Module.__init__(self)  # VideoResNet.__init__ hard-codes the widths and the classifier
+        super().__init__()
         self.cfg = cfg
-        self.inplanes = cfg.widths[0]
         self.stem = _stem(cfg.conv, cfg.in_channels, cfg.widths[0])
+        in_ch = cfg.widths[0]
         for i, (maker, width, n) in enumerate(zip(CONV_MAKERS[cfg.conv], cfg.widths, cfg.blocks)):
-            setattr(self, f"layer{i + 1}", self._make_layer(BasicBlock, maker, width, n, stride=1 if i == 0 else 2))
+            setattr(self, f"layer{i + 1}", _stage(maker, in_ch, width, n, stride=1 if i == 0 else 2))
+            in_ch = width
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
-        self.fc = nn.Identity()  # keeps torchvision's forward() usable; no classifier here
         self.out_dim = cfg.widths[-1]
         resnet_init(self)
 

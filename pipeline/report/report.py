@@ -12,6 +12,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.config import MISSING
+from pipeline.eval.results import has_eval, read_eval
 from pipeline.io.atomic import write_text
 from pipeline.io.folder_lock import hold
 from pipeline.loader.lookup import read_samples
@@ -20,7 +21,8 @@ from pipeline.report.downstream import finetune_section, in_sample_banner, metri
 from pipeline.report.figures import curves, projection, stratified_rows
 from pipeline.report.html import esc, page, png_tag, table
 from pipeline.eval.modalities import FLAG, per_modality
-from pipeline.utils.metrics import read_jsonl
+from pipeline.shard.index import class_names, has_index
+from pipeline.train.metrics_log import has_metrics, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,6 @@ EVAL_ROWS = [("knn_top1", "kNN top-1 (video, k=20)"), ("knn_top1_k1", "kNN top-1
              ("selavi_ari", "SeLaVi ARI"), ("selavi_cluster_acc", "SeLaVi accuracy"),
              ("map50", "detection mAP@0.5")]
 
-
 @dataclass
 class ReportConfig:
     run_dir: str = field(default=MISSING, metadata={"help": "pipeline run folder (the demo's OUT)"})
@@ -45,7 +46,6 @@ class ReportConfig:
         "help": "t-SNE on at most this many held-out clips, a stratified sample (the same number per "
                 "class), so its cost does not grow with the test set; the page says how many", "min": 1})
 
-
 def _eval_table(ev: dict) -> str:
     rnd = ev.get("random_init", {})
     rows = []
@@ -53,7 +53,6 @@ def _eval_table(ev: dict) -> str:
         if key in ev:
             rows.append({"metric": metric_name(key, name, ev), "trained": ev[key], "random init": rnd.get(key, "")})
     return table(rows, ["metric", "trained", "random init"])
-
 
 def _modality_table(ev: dict) -> str:
     """Video, audio and joint, each beside random init; a metric training did not
@@ -68,10 +67,8 @@ def _modality_table(ev: dict) -> str:
                         f"<td>{esc(_fmt(rnd))}</td><td>{note}</td></tr>")
     return "<h3>Per modality</h3><table>" + "".join(rows) + "</table>" if len(rows) > 1 else ""
 
-
 def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
-
 
 def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
     if not examples or not shards:
@@ -93,27 +90,23 @@ def _retrieval(examples: list[dict], shards: str, names: list[str]) -> str:
         parts.append("<div class='grid'>" + "".join(cells) + "</div><br>")
     return "".join(parts)
 
-
 def build_report(cfg: ReportConfig) -> Path:
     run = Path(cfg.run_dir)
     shards = cfg.test_shards or str(run / "shards" / "test")
-    index = Path(shards) / "index.json"
-    names = list(cfg.class_names) or (json.loads(index.read_text()).get("classes", []) if index.exists() else [])
+    names = list(cfg.class_names) or (class_names(shards) if has_index(shards) else [])  # unlabelled: ids
     body = [f"<h1>Pipeline report: {esc(run.name)}</h1>"]
     summary = run / "summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
         body.append("<p class='muted'>" + " &middot; ".join(
             f"{esc(k)}: {esc(round(v, 1) if isinstance(v, float) else v)}" for k, v in s.items()) + "</p>")
-    runs = {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(run.iterdir())
-            if (d / "metrics.jsonl").exists()}
-    runs.update({f"{p.parent.parent.name}/{p.parent.name}": read_jsonl(p)  # fine-tuning: a run per split
-                 for p in sorted(run.glob("*/split*/metrics.jsonl"))})
+    runs = {d.name: read_metrics(d) for d in sorted(run.iterdir()) if has_metrics(d)}
+    runs.update({f"{p.parent.name}/{p.name}": read_metrics(p)  # fine-tuning: a run per split
+                 for p in sorted(run.glob("*/split*")) if has_metrics(p)})
     if runs:
         body.append("<h2>Training</h2>" + png_tag(curves(runs), "training curves", width=1150))
-    ev_path = run / "eval" / "eval.json"
-    if ev_path.exists():
-        ev = json.loads(ev_path.read_text())
+    if has_eval(run / "eval"):
+        ev = read_eval(run / "eval")
         held = "test (in-sample)" if ev.get("in_sample") else "held-out"
         body.append(f"<h2>Evaluation</h2>{in_sample_banner(ev)}<p class='muted'>{esc(ev.get('n_train', '?'))} "
                     f"training and {esc(ev.get('n_test', '?'))} {held} clips; the same architectures at random "
@@ -154,7 +147,6 @@ def build_report(cfg: ReportConfig) -> Path:
         write_text(path, page(f"report: {run.name}", "".join(body)))
     log.info("report -> %s", path)
     return path
-
 
 def run(cfg: ReportConfig) -> dict:
     return {"report": str(build_report(cfg))}

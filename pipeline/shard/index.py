@@ -1,8 +1,15 @@
-"""``index.json``: the corpus-level view, merged from the per-shard stats files.
+"""``index.json``: the corpus-level view, merged from the per-shard stats files; its one
+writer (``build_index``) and its one reader (``read_index``, ``class_names``).
 
 It is rebuilt only from completed shards' stats (never from a running process's memory),
 so any process — the last SLURM slice to finish, or a ``merge_only`` run — can build it,
 and concurrent builders write the same bytes.
+
+Missing index, one behaviour: ``read_index`` and ``class_names`` raise ``InputError``
+naming the path they looked at. A missing index means the shard stage did not finish
+there, which a reader cannot tell from a typo in the path, so it is never read as "no
+classes". Callers for which unlabelled shards are legitimate (the detection stage, the
+SeLaVi cluster browser, the report) ask ``has_index`` first and say so where they call.
 """
 from __future__ import annotations
 
@@ -10,7 +17,48 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from pipeline.errors import InputError
 from pipeline.io.atomic import write_text
+
+INDEX = "index.json"
+
+
+def index_path(shards: str | Path) -> Path:
+    """The index of a shard folder, or of the folder holding a glob/brace pattern or a tar.
+    A path that is neither an existing folder nor a pattern or tar is taken as a folder (not
+    yet written, or mistyped): its own index, never the one of the folder above it."""
+    base = Path(shards)
+    pattern = base.suffix == ".tar" or any(c in base.name for c in "*?[{")
+    return (base.parent if pattern and not base.is_dir() else base) / INDEX
+
+
+def has_index(shards: str | Path) -> bool:
+    """Whether the shard stage finished there (its index exists)."""
+    return index_path(shards).is_file()
+
+
+def read_index(shards: str | Path) -> dict:
+    """The parsed index of ``shards`` (a folder, pattern or tar); ``InputError`` naming the
+    index path when it is missing, unreadable or not an index."""
+    path = index_path(shards)
+    if not path.is_file():
+        raise InputError(f"{path}: no {INDEX} for shards {shards} (write them with the shard stage)")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"{path}: unreadable ({err}); rebuild it with the shard stage (merge_only=true)") from None
+    if not isinstance(index, dict):
+        raise InputError(f"{path}: not a shard index (a JSON object); rebuild it with the shard stage (merge_only=true)")
+    classes = index.setdefault("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise InputError(f"{path}: key 'classes' must be a list of names")
+    return index
+
+
+def class_names(shards: str | Path) -> list[str]:
+    """Class names of a shard set in label-id order ([] for an unlabelled corpus);
+    ``InputError`` naming the path when there is no index."""
+    return list(read_index(shards)["classes"])
 
 
 def build_index(output: str | Path, name: str, classes: list[str], stats: list[dict],
@@ -35,7 +83,7 @@ def build_index(output: str | Path, name: str, classes: list[str], stats: list[d
                     "seconds": s["seconds"]} for s in stats],
         "inputs": inputs,
     }
-    write_text(Path(output) / "index.json", json.dumps(index, indent=1))
+    write_text(Path(output) / INDEX, json.dumps(index, indent=1))
     return index
 
 

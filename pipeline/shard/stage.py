@@ -32,14 +32,15 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, save_config
-from pipeline.io.atomic import write_json
 from pipeline.shard.clip_encoder import ClipEncoder
 from pipeline.shard.corpus import InputItem
-from pipeline.shard.index import build_index, stray_shards, summary_table
+from pipeline.shard.index import build_index, index_path, stray_shards, summary_table
 from pipeline.shard.keys import input_prefix
 from pipeline.shard.config import OUTPUT_KEYS, ShardConfig, with_defaults
 from pipeline.shard.layouts import SINGLE, Layout, read_layout
 from pipeline.shard.resources import ADVICE, OutOfResources, describe, resource_errno
+
+from pipeline.shard.splits import splits_path, write_splits
 from pipeline.shard.writer import ShardJob, fingerprint, read_stats, write_shard
 from pipeline.shard.transcode import kill_with_parent
 from pipeline.errors import InputError
@@ -48,13 +49,11 @@ __all__ = ["ShardConfig", "Plan", "ShardSet", "make_plan", "parse_slice", "incom
            "split_listing", "run"]
 log = logging.getLogger(__name__)
 
-
 @dataclass
 class ShardSet:
     subset: str                     # "" (SINGLE): the corpus is not split
     output: str                     # its folder: output/ or output/<subset>/
     jobs: list[ShardJob]
-
 
 @dataclass
 class Plan:
@@ -67,8 +66,7 @@ class Plan:
 
     @property
     def indexes(self) -> list[Path]:
-        return [Path(s.output) / "index.json" for s in self.sets]
-
+        return [index_path(s.output) for s in self.sets]
 
 def _validate(cfg: ShardConfig) -> None:
     """What the schema cannot know: the tools exist and accept the encoder settings."""
@@ -78,7 +76,6 @@ def _validate(cfg: ShardConfig) -> None:
         if shutil.which(tool) is None:
             raise InputError(f"'{tool}' not found on PATH (install ffmpeg, e.g. make system-deps)")
     _probe_encoder(cfg)
-
 
 def _probe_encoder(cfg: ShardConfig) -> None:
     """Encode a few blank frames with ``preset`` and ``scale_flags`` through both encoders
@@ -105,7 +102,6 @@ def _probe_encoder(cfg: ShardConfig) -> None:
         raise ConfigError(f"bad value for key 'preset': {cfg.preset!r}; PyAV's libx264 refuses it "
                           f"({err})") from None
 
-
 def parse_slice(text: str) -> tuple[int, int]:
     """``"i/n"`` -> (i, n); empty -> (0, 1)."""
     if not text:
@@ -114,7 +110,6 @@ def parse_slice(text: str) -> tuple[int, int]:
     if not (head.isdigit() and tail.isdigit()) or not 0 <= int(head) < int(tail):
         raise ConfigError(f"slice must be i/n with 0 <= i < n, got {text!r}")
     return int(head), int(tail)
-
 
 def make_plan(cfg: ShardConfig) -> Plan:
     """The deterministic input -> shard assignment every slice and re-run agrees on."""
@@ -139,16 +134,13 @@ def make_plan(cfg: ShardConfig) -> Plan:
         jobs += mine
     return Plan(cfg, layout, layout.classes, items, sets, jobs)
 
-
 def _done(cfg: ShardConfig, job: ShardJob) -> dict | None:
     return read_stats(job.output, cfg.name, job.index, job.fingerprint)
-
 
 def incomplete_slices(cfg: ShardConfig, n_slices: int) -> list[int]:
     """Slices (of ``n_slices``) that still own an incomplete shard: what a launcher resubmits."""
     plan = make_plan(cfg)
     return sorted({k % n_slices for k, j in enumerate(plan.jobs) if _done(plan.cfg, j) is None})
-
 
 def merge(cfg: ShardConfig, plan: Plan | None = None) -> dict[str, dict]:
     """Build each shard set's ``index.json`` from its stats files: {subset: index}.
@@ -172,7 +164,6 @@ def merge(cfg: ShardConfig, plan: Plan | None = None) -> dict[str, dict]:
                                         [by_job[id(j)] for j in s.jobs], settings)
     return indexes
 
-
 def split_listing(plan: Plan) -> dict:
     """``splits.json`` of a split corpus: which input went to which subset, and which
     inputs the split leaves out (with their status), so every input is accounted for."""
@@ -181,19 +172,15 @@ def split_listing(plan: Plan) -> dict:
             "subsets": {s: [it.path for it in items] for s, items in lay.subsets.items()},
             "unused": lay.unused}
 
-
 _QUEUE = None
-
 
 def _init_worker(q) -> None:
     global _QUEUE
     _QUEUE = q
     kill_with_parent()
 
-
 def _pool_shard(cfg: ShardConfig, job: ShardJob, classes: list[str]) -> dict:
     return write_shard(cfg, job, classes, progress=lambda e: _QUEUE.put(e))
-
 
 def _execute(cfg: ShardConfig, jobs: list[ShardJob], classes: list[str]) -> list[dict]:
     """Write ``jobs`` (a process pool when workers > 1); returns the input entries.
@@ -230,14 +217,12 @@ def _execute(cfg: ShardConfig, jobs: list[ShardJob], classes: list[str]) -> list
     bar.close()
     return [e for s in stats for e in s["inputs"]]
 
-
 def _drain(q, seen) -> None:
     while True:
         try:
             seen(q.get_nowait())
         except queue.Empty:
             return
-
 
 def _prepare(plan: Plan) -> None:
     """Folders, resolved configs (each shard set has its own, as any shard folder does) and
@@ -250,8 +235,7 @@ def _prepare(plan: Plan) -> None:
             Path(s.output).mkdir(parents=True, exist_ok=True)
             save_config(replace(cfg, output=s.output, tmp_dir=s.jobs[0].tmp_dir),
                         Path(s.output) / "config.yaml")
-        write_json(out / "splits.json", split_listing(plan))
-
+        write_splits(out, split_listing(plan))
 
 def run(cfg: ShardConfig) -> dict:
     """Shard the corpus; a full disk (or another machine limit) is one line, never a
@@ -265,7 +249,6 @@ def run(cfg: ShardConfig) -> dict:
             raise
         raise OutOfResources(f"output {cfg.output}: {describe(exc)}; {ADVICE}") from None
 
-
 def _run(cfg: ShardConfig) -> dict:
     plan = make_plan(cfg)  # a bad input or split file is reported before anything is written
     cfg = plan.cfg
@@ -277,8 +260,8 @@ def _run(cfg: ShardConfig) -> dict:
         indexes = merge(cfg, plan)
         log.info("shard: index of %d shards, %d clips -> %s", len(plan.jobs),
                  sum(i["totals"]["clips"] for i in indexes.values()), out)
-        return {"index": None if split else str(out / "index.json"), "complete": True,
-                **({"subsets": {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}}
+        return {"index": None if split else str(index_path(out)), "complete": True,
+                **({"subsets": {s.subset: str(index_path(s.output)) for s in plan.sets}}
                    if split else indexes[SINGLE]["totals"])}
     part, parts = parse_slice(cfg.slice)
     mine = [j for k, j in enumerate(plan.jobs) if k % parts == part]
@@ -304,13 +287,13 @@ def _run(cfg: ShardConfig) -> dict:
         "wall_seconds": round(wall, 3),
         "input_seconds_per_s": round(ok_seconds / wall, 3) if wall > 0 else 0.0,
         "videos_per_s": round(len(entries) / wall, 3) if wall > 0 else 0.0,
-        "complete": complete, "index": str(out / "index.json") if indexes and not split else None,
+        "complete": complete, "index": str(index_path(out)) if indexes and not split else None,
     }
     if split:
-        result["subsets"] = {s.subset: str(Path(s.output) / "index.json") for s in plan.sets}
-        result["splits"] = str(out / "splits.json")
+        result["subsets"] = {s.subset: str(index_path(s.output)) for s in plan.sets}
+        result["splits"] = str(splits_path(out))
     for subset, index in (indexes or {}).items():
         log.info("shard: %s complete: %d videos, %d clips, %.3f h -> %s", subset or "corpus",
                  index["totals"]["videos"], index["totals"]["clips"], index["totals"]["hours"],
-                 Path(cfg.output) / subset / "index.json")
+                 index_path(Path(cfg.output) / subset))
     return result

@@ -4,7 +4,6 @@ and a cluster browser page."""
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pipeline.errors import ConfigError
 from pipeline.eval.clustering import clustering_metrics
 from pipeline.io.atomic import atomic_open, write_json
 from pipeline.report.cluster_browser import write_cluster_browser
+from pipeline.shard.index import class_names, has_index
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import setup_distributed
 from pipeline.train.engine import hold_on_main, train
@@ -23,12 +23,6 @@ from pipeline.train.methods import build_method
 from pipeline.train.methods.selavi import SeLaViMethod
 
 log = logging.getLogger(__name__)
-
-
-def class_names(shards: str) -> list[str]:
-    base = Path(shards)
-    index = (base if base.is_dir() else base.parent) / "index.json"
-    return json.loads(index.read_text()).get("classes", []) if index.exists() else []
 
 
 def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
@@ -60,7 +54,7 @@ def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
     write_json(out / "cluster_eval.json", result, indent=2)
     write_cluster_browser(out / "clusters.html", cfg.loader.shards, method.keys, labels[:, 0],
                           method.confidence.numpy(), list(true) if len(true) else None,
-                          class_names(cfg.loader.shards), title=f"SeLaVi clusters: {out.name}")
+                          class_names(cfg.loader.shards) if has_index(cfg.loader.shards) else [], title=f"SeLaVi clusters: {out.name}")
     return result
 
 

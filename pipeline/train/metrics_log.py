@@ -3,6 +3,10 @@
 A run starts its log at the step it starts from: rows past it (written between the
 checkpoint a run resumes from and the moment the previous attempt died) are dropped, so
 a resumed run's log holds each step once, like an uninterrupted run's.
+
+This module is the log's one writer (``MetricsLog``) and reader (``read_metrics``):
+missing, one behaviour: ``InputError`` naming the path (``has_metrics`` for callers that
+look through a run folder for whichever runs trained).
 """
 from __future__ import annotations
 
@@ -12,8 +16,29 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from pipeline.errors import InputError
 from pipeline.io.atomic import write_text
 from pipeline.utils.metrics import JsonlWriter, read_jsonl
+
+METRICS = "metrics.jsonl"
+
+
+def metrics_path(run: str | Path) -> Path:
+    """The metrics log of a training run folder."""
+    return Path(run) / METRICS
+
+
+def has_metrics(run: str | Path) -> bool:
+    return metrics_path(run).is_file()
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    """The rows of a run's log (a torn last line from a killed writer is left out);
+    ``InputError`` naming the path when the run has none."""
+    path = metrics_path(run)
+    if not path.is_file():
+        raise InputError(f"{path}: no {METRICS} (not a training run folder, or it logged nothing)")
+    return read_jsonl(path)
 
 
 def _mean_over_ranks(value: float) -> float:
@@ -36,8 +61,8 @@ class MetricsLog:
         """``step``: the step the run starts from (0, or the resumed checkpoint's)."""
         self.enabled = enabled
         if enabled:
-            truncate_jsonl(out / "metrics.jsonl", step)
-        self.jsonl = JsonlWriter(out / "metrics.jsonl", enabled=enabled)
+            truncate_jsonl(metrics_path(out), step)
+        self.jsonl = JsonlWriter(metrics_path(out), enabled=enabled)
         self.tb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -19,6 +19,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.export.load import load_backbone
+from pipeline.export.spec import has_spec, spec_path
 from pipeline.train.method import Method as BaseMethod, SharedSettings
 
 
@@ -70,9 +71,9 @@ class Method(BaseMethod):
         if fc.classes < 1:
             raise ConfigError("finetune.classes: must be >= 1 (the finetune stage reads it from the shards)")
         video = Path(fc.backbone) / "video"
-        if not (video / "config.json").is_file():
+        if not has_spec(video):
             raise ConfigError(f"finetune.backbone={fc.backbone}: no exported video backbone "
-                              f"({video / 'config.json'} missing)")
+                              f"({spec_path(video)} missing)")
         self.backbone = load_backbone(video, pretrained=fc.pretrained).train()
         self.drop = nn.Dropout(fc.dropout)
         self.head = nn.Linear(self.backbone.out_dim, fc.classes)
