@@ -51,7 +51,7 @@ def test_bench_at_gdt_and_finetune_settings(synth_shards, tmp_path):
         assert row["ratio"] == pytest.approx(row["clips_per_s"] / row["peer_clips_per_s"], abs=2e-3)
     assert "scaling_1_to_2" not in res  # only with 1 and 2 workers measured
     ft = res["recipes"]["finetune_ucf101"]
-    # GDT's fine-tuning: 32 frames at 128 px (its train crop), one view
-    assert (ft["frames"], ft["size"], ft["views"]) == (32, 128, 1)
-    assert 32 * 128 * 128 * 3 < ft["bytes_per_clip"] < 32 * 128 * 128 * 3 + 2 * ft["audio_rate"] + 2048
+    assert (ft["frames"], ft["views"], ft["size"]) == (32, 1, recipe_loader("finetune_ucf101").video.size)
+    clip = 32 * ft["size"] ** 2 * 3
+    assert clip < ft["bytes_per_clip"] < clip + 2 * ft["audio_rate"] + 2048
     assert ft["profile_ms_per_clip"]["decode"] > 0
