@@ -88,7 +88,7 @@ def _help(command: str, stage_name: str | None) -> str:
     from pipeline.cli import _stage_help
 
     lines = [USAGE, "", "launcher keys (key=value or --key value):"] + _keys_help(LaunchConfig)
-    lines += ["", "SLURM keys (slurm.KEY=VALUE over the profile from pipeline/configs/slurm/):"]
+    lines += ["", "SLURM keys (slurm.KEY=VALUE over the profile from configs/slurm/):"]
     lines += _keys_help(SlurmConfig, "slurm.")
     if stage_name:
         from pipeline.stages import STAGES

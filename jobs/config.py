@@ -1,5 +1,5 @@
 """Typed launcher settings: where a stage runs (``LaunchConfig``) and with which SLURM
-resources (``SlurmConfig``, read from a profile in ``pipeline/configs/slurm/``).
+resources (``SlurmConfig``, read from a profile in ``configs/slurm/``).
 
 Both go through ``pipeline.config.load_config``, so a misspelt key in a profile or on the
 command line is one error naming the key and the file, before anything is submitted.
@@ -58,7 +58,7 @@ class LaunchConfig:
         "help": "slurm | local | debug; empty: slurm when sbatch and a SLURM config are "
                 "found, else local", "choices": ["", *CLUSTERS]})
     slurm: str = field(default="", metadata={
-        "help": "SLURM profile: a name in pipeline/configs/slurm/ or a YAML path; empty: the "
+        "help": "SLURM profile: a name in configs/slurm/ or a YAML path; empty: the "
                 "stage's profile (shard, train, eval) or default"})
     job_dir: str = field(default="", metadata={
         "help": "job folder (logs, pickles, resolved config, jobs.json); empty: "

@@ -15,7 +15,7 @@ from jobs.launch import submit
 from jobs.tasks import StageTask, TrainTask, replace_key, with_resume_auto
 from pipeline.stages import STAGES
 
-FINETUNE = "pipeline.eval.finetune:run_parts"
+FINETUNE = "pipeline.finetune.stage:run_parts"
 
 
 def launch_eval(cfg: Any, launch: LaunchConfig, slurm: SlurmConfig | None = None) -> tuple[list, list[str]]:
@@ -31,7 +31,7 @@ def launch_eval(cfg: Any, launch: LaunchConfig, slurm: SlurmConfig | None = None
 
 
 def launch_finetune(cfg: Any, launch: LaunchConfig, slurm: SlurmConfig | None = None) -> tuple[list, list[str]]:
-    from pipeline.eval.finetune import splits
+    from pipeline.finetune.stage import splits
 
     slurm = slurm or load_slurm("train")
     with_resume_auto(cfg)  # fail now, not at the first requeue, if cfg cannot resume

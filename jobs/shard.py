@@ -20,7 +20,7 @@ from pipeline.stages import STAGES
 
 
 def plan_slices(cfg: Any, slices: int, cluster: str, slurm: SlurmConfig,
-                module: str = "pipeline.shard.stage") -> tuple[int, list[int]]:
+                module: str = "pipeline.shard.driver") -> tuple[int, list[int]]:
     """(n, incomplete slice indices): n is ``slices``, else one per array slot on SLURM
     (at most one per shard) and 1 elsewhere, where the stage's own workers do the rest."""
     if getattr(cfg, "slice", ""):

@@ -2,7 +2,7 @@
 
 Arguments are read as: files ending in .yaml/.yml are configs (merged in order onto the
 stage's schema defaults: a recipe states what it needs, no other file is merged under it),
-a bare name of a packaged recipe (``gdt_tiny`` for ``pipeline/configs/gdt_tiny.yaml``, found
+a bare name of a packaged recipe (``gdt_tiny`` for ``configs/gdt_tiny.yaml``, found
 inside the installed package) is a config too, ``key=value`` and ``--key value`` are
 overrides, other bare words fill the stage's positional keys. ``--help`` on a stage lists
 every key with its type, default and meaning, generated from the schema.
@@ -24,7 +24,7 @@ PROG = "python -m pipeline"
 
 
 def recipes() -> list[str]:
-    """Names of the packaged recipes, usable as bare words: ``pipeline/configs/*.yaml`` and
+    """Names of the packaged recipes, usable as bare words: ``configs/*.yaml`` and
     ``deepspeed/*.yaml`` without the suffix (SLURM profiles are the launcher's)."""
     found = [p.relative_to(CONFIGS).as_posix()[:-5] for p in CONFIGS.rglob("*.yaml")]
     return sorted(name for name in found if not name.startswith("slurm/"))

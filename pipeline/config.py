@@ -27,9 +27,17 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 T = TypeVar("T")
 
-# The packaged recipes, stage defaults and SLURM profiles (``pipeline/configs/``), found
-# the same way from a source checkout and from an installed wheel.
-CONFIGS = Path(str(resources.files("pipeline") / "configs"))
+
+def _configs() -> Path:
+    """The recipes, stage defaults and SLURM profiles: the repository's top-level
+    ``configs/``, shipped in the wheel as package ``pipeline.configs``."""
+    try:  # an installed wheel or an editable install: the package data of pipeline.configs
+        return Path(str(resources.files("pipeline.configs")))
+    except ModuleNotFoundError:  # a bare checkout on PYTHONPATH: the repository's configs/
+        return Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIGS = _configs()
 
 __all__ = ["MISSING", "ConfigError", "load_config", "check_values", "save_config", "flat_fields", "CONFIGS"]
 

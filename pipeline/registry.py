@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 def resolve(spec: str) -> Any:
-    """The object an import string names: ``"pipeline.train.engine:run"`` -> that function
+    """The object an import string names: ``"pipeline.train.stage:run"`` -> that function
     (``attr`` may be dotted: ``"module:Class.method"``)."""
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:

@@ -68,7 +68,7 @@ def split_root(synth_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(synth_shards, tmp_path_factory) -> Path:
     """A GDT run of 3 steps with tiny backbones, exported."""
-    from pipeline.export.export import export_run
+    from pipeline.export.stage import export_run
     from pipeline.train.config import TrainConfig
     from pipeline.train.engine import train
     run = tmp_path_factory.mktemp("tiny_gdt")

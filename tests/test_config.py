@@ -94,7 +94,7 @@ def test_cli_misspelt_key_exits_nonzero(tmp_path):
 
 
 def test_packaged_recipe_by_name_and_unknown_word():
-    """A bare recipe name is pipeline/configs/<name>.yaml, found inside the package."""
+    """A bare recipe name is configs/<name>.yaml, found inside the package."""
     from pipeline.cli import build_config, parse_args, recipes
     from pipeline.config import CONFIGS
     from pipeline.stages import STAGES

@@ -8,7 +8,7 @@ import webdataset as wds
 
 from fake_layouts import fake_generic
 from pipeline.config import load_config
-from pipeline.demo import Demo, DemoConfig
+from pipeline.demo.stage import Demo, DemoConfig
 from pipeline.errors import InputError
 
 

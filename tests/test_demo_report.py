@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import load_config
-from pipeline.demo import DemoConfig, run as demo_run
+from pipeline.demo.stage import DemoConfig, run as demo_run
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",

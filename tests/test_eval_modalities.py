@@ -44,7 +44,7 @@ def test_summary_and_markdown_over_seeds():
     ev2["knn_top1"], ev2["map50"] = 0.73, 0.66
     result = {"seeds": [0, 1], "n_test_videos": 96, "date": "2026-12-07 12:00 UTC", "commit": "abc",
               "machine": {"processor": "x86_64", "cpus": 2, "torch": "2.5"}, "demo": [],
-              "recipes": {"gdt_config": {"path": "pipeline/configs/gdt_tiny.yaml", "sha1": "0123456789ab"}},
+              "recipes": {"gdt_config": {"path": "configs/gdt_tiny.yaml", "sha1": "0123456789ab"}},
               "metrics": summarise({0: EV, 1: ev2})}
     m = result["metrics"]
     assert m["knn_top1"]["per_seed"] == [0.93, 0.73] and m["knn_top1"]["mean"] == pytest.approx(0.83)

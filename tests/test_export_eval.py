@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import pipeline
 from pipeline.config import load_config
 from pipeline.eval.stage import EvalConfig, run as eval_run
-from pipeline.export.export import export_run
+from pipeline.export.stage import export_run
 from pipeline.train.config import TrainConfig
 from pipeline.train.engine import train
 from pipeline.train.methods import build_method

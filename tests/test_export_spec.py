@@ -1,4 +1,4 @@
-"""An exported tower's config.json: the one writer and reader (pipeline.export.spec), one
+"""An exported tower's config.json: the one writer and reader (pipeline.models.export_spec), one
 behaviour for a missing spec, and no other module spelling the file name."""
 import ast
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.export.spec import SPEC, has_spec, read_spec, spec_path, write_spec
+from pipeline.models.export_spec import SPEC, has_spec, read_spec, spec_path, write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = {"format": 1, "kind": "video", "name": "r3d_tiny", "args": {"widths": [4, 8, 8, 16]}, "out_dim": 16,
@@ -37,11 +37,11 @@ def test_broken_spec_names_the_path(tmp_path, text, why):
 
 
 def test_one_module_names_the_spec_file():
-    """Every other module reaches config.json through pipeline.export.spec."""
+    """Every other module reaches config.json through pipeline.models.export_spec."""
     spelled = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")) + sorted((ROOT / "jobs").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                     node.value.rstrip("/").split("/")[-1] == SPEC:
                 spelled.append(str(path.relative_to(ROOT)))
-    assert spelled == ["pipeline/export/spec.py"]
+    assert spelled == ["pipeline/models/export_spec.py"]

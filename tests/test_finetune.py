@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.config import CONFIGS, load_config
-from pipeline.eval.finetune import SELECTED, Split, result_row, run_parts
-from pipeline.eval.multiview import accuracies, spatial_crops, view_scores
+from pipeline.finetune.stage import SELECTED, Split, result_row, run_parts
+from pipeline.finetune.multiview import accuracies, spatial_crops, view_scores
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import free_port
 from pipeline.train.methods import build_method

@@ -18,7 +18,7 @@ import torch
 
 from pipeline.config import load_config, save_config
 from pipeline.errors import InputError
-from pipeline.export.export import export_run
+from pipeline.export.stage import export_run
 from pipeline.export.manifest import verify_export
 from pipeline.io.folder_lock import FolderBusy
 from pipeline.train.config import TrainConfig
@@ -31,7 +31,7 @@ TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
 # the real export, stopped after its first part (video) is written: it says so and waits
 PAUSED_EXPORT = textwrap.dedent("""
     import sys
-    import pipeline.export.export as ex
+    import pipeline.export.stage as ex
     real = ex._write_part
     def write_part(folder, part, *a):
         real(folder, part, *a)

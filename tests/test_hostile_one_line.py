@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.export.load import load_backbone
+from pipeline.models.load import load_backbone
 from pipeline.export.manifest import sha256_file, verify_export
 from pipeline.models.registry import build_video
 

@@ -23,8 +23,8 @@ from jobs.status import paths
 from pipeline.cli import main
 from pipeline.config import load_config, save_config
 from pipeline.errors import InputError
-from pipeline.export.export import export_run
-from pipeline.export.load import load_backbone
+from pipeline.export.stage import export_run
+from pipeline.models.load import load_backbone
 from pipeline.models.registry import build_video
 from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights

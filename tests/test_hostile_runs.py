@@ -148,7 +148,7 @@ def test_a_process_reenters_its_own_hold(tmp_path):
 # the real shard command, stopped before it writes its first shard: it says so and waits
 PAUSED_SHARD = textwrap.dedent("""
     import sys
-    import pipeline.shard.stage as stage
+    import pipeline.shard.driver as stage
     real = stage._execute
     def paused(*args, **kwargs):
         print("sharding", flush=True)

@@ -122,7 +122,7 @@ FINETUNE_TINY = ["finetune.epochs=2", "finetune.warmup_epochs=0", "finetune.mile
 
 @pytest.mark.parametrize("name", sorted(FINETUNE))
 def test_finetune_recipe_loads_and_runs(name, tiny_export, split_root, tmp_path):
-    from pipeline.eval.finetune import run_parts
+    from pipeline.finetune.stage import run_parts
     shipped = load_config(TrainConfig, [CONFIGS / name], [f"out={tmp_path}"])
     for key, want in FINETUNE[name].items():
         assert value(shipped, key) == want, key

@@ -4,7 +4,7 @@ import numpy as np
 
 from pipeline.io.atomic import save_npz, write_json
 from pipeline.report.figures import stratified_rows
-from pipeline.report.report import ReportConfig, build_report
+from pipeline.report.stage import ReportConfig, build_report
 
 
 def test_stratified_rows_cap_the_sample_with_an_equal_share_per_class():

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.config import load_config
 from pipeline.train.config import TrainConfig
-from pipeline.train.cluster_stage import run as cluster_run
+from pipeline.cluster.stage import run as cluster_run
 from pipeline.train.methods import build_method
 from pipeline.train.methods.selavi import relabel_steps
 

@@ -13,7 +13,7 @@ import webdataset as wds
 from pipeline.cli import build_config, main
 from pipeline.config import flat_fields
 from pipeline.shard.keys import is_valid_key
-from pipeline.shard.stage import ShardConfig
+from pipeline.shard.driver import ShardConfig
 from pipeline.errors import InputError
 from pipeline.stages import STAGES
 

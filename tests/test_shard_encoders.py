@@ -11,7 +11,7 @@ from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.io.x264 import encoder_versions, x264_cli_args, x264_options
 from pipeline.shard.config import ShardConfig
-from pipeline.shard.stage import make_plan
+from pipeline.shard.driver import make_plan
 from pipeline.shard.transcode import TranscodeSettings, ffmpeg_command
 
 DATA = Path(__file__).parent / "data"

@@ -13,7 +13,7 @@ from fake_layouts import fake_esc50, fake_generic, fake_hmdb51, fake_ucf101
 from pipeline.cli import build_config
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.wav import pcm_wav
-from pipeline.shard.stage import incomplete_slices
+from pipeline.shard.driver import incomplete_slices
 from pipeline.stages import STAGES
 
 DATA = Path(__file__).parent / "data"

@@ -14,7 +14,7 @@ from pipeline.shard.clip_spans import clip_spans, frames_of
 from pipeline.shard.corpus import class_names, read_corpus
 from pipeline.shard.keys import input_prefix, is_valid_key, sample_key, sanitise
 from pipeline.shard.probe import looks_like_container, output_size
-from pipeline.shard.stage import parse_slice
+from pipeline.shard.driver import parse_slice
 from pipeline.shard.audio_track import track_window as pcm_window
 from pipeline.shard.input import rebase_boxes
 from pipeline.io.tar import DeterministicTar

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILERS = ("cc", "gcc", "g++", "c++", "clang", "clang++", "ld", "as")
-SOURCES = ("pipeline", "jobs", "setup.cfg", "pyproject.toml", "README.md")
+SOURCES = ("pipeline", "jobs", "configs", "setup.cfg", "pyproject.toml", "README.md")
 
 
 def _run(cmd, cwd, env, timeout=900):
@@ -106,10 +106,11 @@ def _tripwire_path(tmp_path: Path) -> tuple[str, Path]:
 def test_wheel_installs_and_runs_outside_the_repo(tmp_path):
     wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    packaged = {n for n in names if n.startswith("pipeline/configs/")}
-    in_repo = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline" / "configs").rglob("*.yaml")}
-    assert packaged == in_repo and "pipeline/configs/gdt_tiny.yaml" in packaged
-    assert "pipeline/configs/slurm/train.yaml" in packaged and not any(n.startswith("tests/") for n in names)
+    # the repository's top-level configs/ ships as package pipeline.configs, every recipe
+    packaged = {n[len("pipeline/"):] for n in names if n.startswith("pipeline/configs/") and n.endswith(".yaml")}
+    in_repo = {p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml")}
+    assert packaged == in_repo and "configs/gdt_tiny.yaml" in packaged
+    assert "configs/slurm/train.yaml" in packaged and not any(n.startswith(("tests/", "configs/")) for n in names)
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, os.environ)
@@ -152,6 +153,19 @@ def _setup_cfg_requirements() -> dict[str, list[str]]:
     groups.update(cfg["options.extras_require"])
     return {g: [canonicalize_name(Requirement(line).name) for line in text.splitlines() if line.strip()]
             for g, text in groups.items()}
+
+
+def test_the_package_list_names_every_package():
+    """setup.cfg lists its packages by name (``configs/`` is mapped in as pipeline.configs,
+    which ``find:`` cannot do): a new wing missing from the list would be left out of the
+    wheel, so the list must equal the folders that hold an ``__init__.py``."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("pipeline", "jobs")
+             for p in (ROOT / top).rglob("__init__.py")} | {"pipeline.configs"}
+    assert listed == found
+    assert cfg["options"]["package_dir"].split() == ["pipeline.configs", "=", "configs"]
 
 
 def test_every_import_is_declared():

@@ -154,7 +154,7 @@ def run(cfg: Config) -> dict:
         return result
     seeds = cfg.seed_list()
     commit = _commit()  # the code the seeds run with, taken before they start
-    from pipeline.demo import DemoConfig, run as demo_run
+    from pipeline.demo.stage import DemoConfig, run as demo_run
     root = Path(cfg.out)
     per_seed, times, first = {}, {}, None
     demo_cfg = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import yaml
 from omegaconf import OmegaConf
 
 from pipeline.config import CONFIGS, ConfigError, check_values
@@ -22,12 +21,12 @@ KEPT = ("clip", "video", "audio", "modalities")  # what a recipe decides; the be
 
 
 def recipe_loader(name: str) -> LoaderConfig:
-    """The ``loader`` section of ``pipeline/configs/NAME.yaml`` as a checked LoaderConfig
+    """The ``loader`` section of ``configs/NAME.yaml`` as a checked LoaderConfig
     (only the keys of ``KEPT``; shards, workers and batch come from the bench)."""
     path = CONFIGS / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"bench loader: recipe={name!r}: no {path} (recipes: {', '.join(RECIPES)})")
-    section = (yaml.safe_load(path.read_text()) or {}).get("loader") or {}
+    section = (OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}).get("loader") or {}
     kept = {k: v for k, v in section.items() if k in KEPT}
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoaderConfig), kept))

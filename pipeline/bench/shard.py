@@ -27,8 +27,8 @@ from pipeline.config import MISSING, load_config
 from pipeline.io.atomic import commit, temp_path, write_json
 from pipeline.shard.corpus import read_corpus
 from pipeline.shard.probe import ProbeError, output_size, probe
-from pipeline.shard.stage import ShardConfig
-from pipeline.shard.stage import run as run_shard
+from pipeline.shard.driver import ShardConfig
+from pipeline.shard.driver import run as run_shard
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m pipeline detect pipeline/configs/detect_tiny.yaml out=DIR shards=DIR [eval_shards=DIR]``.
+"""``python -m pipeline detect configs/detect_tiny.yaml out=DIR shards=DIR [eval_shards=DIR]``.
 
 Steps (``steps``, default all, each reading its predecessor's files from ``out``):
   av        train the AV localisation + clustering model with the engine (``out/av``)

@@ -18,9 +18,9 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.config import load_config
-from pipeline.eval.batches import device_batches, eval_device
+from pipeline.loader.batches import device_batches, eval_device
 from pipeline.eval.feature_store import FeatureSet, FeatureWriter
-from pipeline.export.load import WithHead, load_backbone, read_spec
+from pipeline.models.load import WithHead, load_backbone, read_spec
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 
 MODALITIES = ("video", "audio", "text")

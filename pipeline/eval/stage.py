@@ -37,7 +37,7 @@ from pipeline.export.manifest import verify_export
 from pipeline.eval.neighbours import group_codes, topk_cosine
 from pipeline.eval.results import write_eval
 from pipeline.eval.retrieval import gt_ranks, retrieval_metrics
-from pipeline.export.spec import has_spec
+from pipeline.models.export_spec import has_spec
 from pipeline.io.atomic import commit_together, json_writer, text_writer, write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import expand_shards

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.models.export_spec import SPEC, read_spec, spec_path
 from pipeline.io.atomic import write_json
 
 NAME = "manifest.json"
@@ -36,7 +37,7 @@ def write_manifest(folder: Path, run_id: str, source: str) -> dict:
         if p.is_file() and p.name != NAME:
             rel = p.relative_to(folder).as_posix()
             files[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-    kinds = sorted(k for k in KINDS if f"{k}/config.json" in files)
+    kinds = sorted(k for k in KINDS if f"{k}/{SPEC}" in files)
     manifest = {"format": FORMAT, "run_id": run_id, "source": source, "kinds": kinds, "files": files}
     write_json(folder / NAME, manifest, indent=2)
     return manifest
@@ -78,13 +79,8 @@ def verify_export(folder: str | os.PathLike) -> dict:
                 raise InputError(f"{path}: a file its export's {NAME} does not list (left from another "
                                  "export); export again")
     for kind in manifest["kinds"]:
-        spec_path = folder / kind / "config.json"
-        try:
-            spec = json.loads(spec_path.read_text())
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as err:
-            raise InputError(f"{spec_path}: not a readable export config ({str(err)[:80]})") from None
-        if not isinstance(spec, dict) or spec.get("run_id") != manifest["run_id"]:
-            spec = spec if isinstance(spec, dict) else {}
-            raise InputError(f"{folder / kind / 'config.json'}: from run {spec.get('run_id')!r}, the "
+        spec = read_spec(folder / kind)
+        if spec.get("run_id") != manifest["run_id"]:
+            raise InputError(f"{spec_path(folder / kind)}: from run {spec.get('run_id')!r}, the "
                              f"export's {NAME} from {manifest['run_id']!r}")
     return manifest

@@ -175,13 +175,14 @@ def recorded_backend(saved_config) -> str | None:
     """The concrete backend a run's saved ``config.yaml`` recorded (a resume keeps it)."""
     from pathlib import Path
 
-    import yaml
+    from omegaconf import OmegaConf
     path = Path(saved_config)
     if not path.is_file():
         return None
     try:
-        backend = ((yaml.safe_load(path.read_text()) or {}).get("loader") or {}).get("clip", {}).get("backend")
-    except (yaml.YAMLError, AttributeError):
+        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        backend = (saved.get("loader") or {}).get("clip", {}).get("backend")
+    except Exception:  # noqa: BLE001 - broken YAML (PyYAML's errors) or not a run config: time anew
         return None
     return backend if backend in PREFERENCE else None
 

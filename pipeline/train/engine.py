@@ -160,8 +160,3 @@ def _train(cfg: TrainConfig, info, stop_requested: Callable[[], bool] | None) ->
               "out": str(out), "resumed_from": resumed_from, "param_digest": param_digest(method)}
     log.info("train %s at step %d -> %s", status, step, out)
     return result
-
-
-def run(cfg: TrainConfig) -> dict:
-    """The ``train`` stage (CLI and jobs): train without a stop hook."""
-    return train(cfg)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline.config import CONFIGS, ConfigError, load_config
-from pipeline.eval.finetune import epoch_optim
+from pipeline.finetune.stage import epoch_optim
 from pipeline.train.config import TrainConfig
 from pipeline.train.methods import build_method
 from pipeline.train.optim import build_optimizer, build_scheduler

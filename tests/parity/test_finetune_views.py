@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.config import CONFIGS, load_config
-from pipeline.eval.multiview import spatial_crops
+from pipeline.finetune.multiview import spatial_crops
 from pipeline.loader.video_transforms import NO_JITTER, crop_clip
 from pipeline.train.config import TrainConfig
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from official_checkpoints import FIXTURES, fill, inputs, save_official  # noqa: E402
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.export.load import load_backbone  # noqa: E402
+from pipeline.models.load import load_backbone  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ def slurm_cluster():
 
 @pytest.fixture(scope="session")
 def node_profile():
-    """The stage's real profile from pipeline/configs/slurm/, shrunk to fit a test node."""
+    """The stage's real profile from configs/slurm/, shrunk to fit a test node."""
     def make(stage: str, *overrides: str):
         return load_slurm(stage, "", ("time_min=10", "cpus_per_task=1", "mem=null",
                                       "gpus_per_node=0", "signal_delay_s=30", *overrides))

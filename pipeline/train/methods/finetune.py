@@ -5,7 +5,7 @@ baseline) gets a new linear classifier; both train on labelled clips with their 
 learning rates (the head faster, ``backbone_lr_scale``); ``head_init: orthogonal`` is
 GDT's classifier init. The method trains one random
 clip per sample per step; how many steps make an epoch, the warm-up and the milestones
-are planned by the ``finetune`` stage (``pipeline.eval.finetune``) from the fields
+are planned by the ``finetune`` stage (``pipeline.finetune.stage``) from the fields
 below, and testing (10 clips x 3 crops per video) is done there too.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.export.load import load_backbone
-from pipeline.export.spec import has_spec, spec_path
+from pipeline.models.load import load_backbone
+from pipeline.models.export_spec import has_spec, spec_path
 from pipeline.train.method import Method as BaseMethod, SharedSettings
 
 

@@ -1,6 +1,6 @@
 """``python -m pipeline finetune RECIPE.yaml finetune.backbone=EXPORT finetune.splits=[ROOT, ...] out=DIR``:
 full fine-tuning of a pretrained video backbone on each split, then its test (GDT's
-protocol: ``pipeline/configs/finetune_ucf101.yaml``, ``finetune_hmdb51.yaml``).
+protocol: ``configs/finetune_ucf101.yaml``, ``finetune_hmdb51.yaml``).
 
 Per split (a shard root with ``train/`` and ``test/``): the epochs, warm-up and
 milestones of the recipe become optimizer steps for this world size (an epoch draws
@@ -30,9 +30,9 @@ from safetensors.torch import load_file
 from pipeline.config import ConfigError
 from pipeline.errors import InputError
 from pipeline.eval.labels import class_names, label_map
-from pipeline.eval.multiview import accuracies, gather, predict
-from pipeline.export.export import export_run
-from pipeline.export.spec import has_spec, read_spec
+from pipeline.finetune.multiview import accuracies, gather, predict
+from pipeline.export.stage import export_run
+from pipeline.models.export_spec import has_spec, read_spec
 from pipeline.io.atomic import write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader
@@ -153,7 +153,7 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
     engine's contract, so ``jobs`` can run it as a requeueable training task."""
     if cfg.method != "finetune":
         raise ConfigError(f"finetune: method must be finetune, got {cfg.method!r} "
-                          "(start from pipeline/configs/finetune_ucf101.yaml)")
+                          "(start from configs/finetune_ucf101.yaml)")
     fc = cfg.finetune
     if fc.test_epochs and cfg.optim.schedule == "cosine":
         raise ConfigError("finetune.test_epochs: needs optim.schedule step or gdt (a cosine schedule depends on "

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from pipeline.config import MISSING, load_config, to_yaml
 from pipeline.errors import InputError
 from pipeline.export.manifest import NAME, sha256_file, write_manifest
-from pipeline.export.spec import write_spec
+from pipeline.models.export_spec import write_spec
 from pipeline.io.atomic import atomic_open, save_safetensors, write_text
 from pipeline.io.atomic_dir import build_aside
 from pipeline.io.folder_lock import hold
@@ -115,7 +115,7 @@ def _write_part(folder: Path, part: ExportPart, run_id: str, torchscript: bool) 
     spec = {**part.spec, "run_id": run_id}
     write_spec(folder, spec)
     if torchscript and part.kind != "text":
-        from pipeline.export.load import load_backbone
+        from pipeline.models.load import load_backbone
         net = load_backbone(folder)
         with atomic_open(folder / "backbone.ts", "wb") as fh:
             torch.jit.save(torch.jit.trace(net, _example(spec)), fh)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.eval.batches import device_batches
+from pipeline.loader.batches import device_batches
 from pipeline.shard.keys import video_of
 
 

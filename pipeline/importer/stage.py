@@ -8,7 +8,7 @@ checkpoint is read with ``torch.load(weights_only=True)``, which builds tensors 
 containers only; ``argparse.Namespace`` (the official scripts save their arguments in it)
 is the one extra class allowed, an attribute bag whose loading runs no code. A file that
 needs more is refused with the classes it asks for. The layout is then renamed key by key
-(``pipeline.export.layouts``), every tower is built on the meta device and compared with
+(``pipeline.importer.layouts``), every tower is built on the meta device and compared with
 the renamed tensors (names and shapes, strictly), and the folder is built aside and
 swapped in, so ``out`` is either the old export or the whole new one.
 """
@@ -28,8 +28,8 @@ import torch
 
 from pipeline.config import MISSING, to_yaml
 from pipeline.errors import InputError
-from pipeline.export.export import ExportPart, is_export, write_export
-from pipeline.export.layouts import LayoutError, Mapped, Tower, map_state, strip_module
+from pipeline.export.stage import ExportPart, is_export, write_export
+from pipeline.importer.layouts import LayoutError, Mapped, Tower, map_state, strip_module
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import BUILDERS
 

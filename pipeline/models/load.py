@@ -2,7 +2,7 @@
 
 Needs only this package's model definitions, torch and safetensors: no training
 configs, no DeepSpeed, no pickle. An export folder may come from anyone, so its
-``config.json`` is read as plain data and checked (``pipeline.export.spec``), and the
+``config.json`` is read as plain data and checked (``pipeline.models.export_spec``), and the
 architecture it describes is built on the meta device first and compared with the safetensors header: a config that asks for more
 (or other) tensors than the file holds fails before any memory is allocated.
 """
@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from pipeline.errors import InputError
-from pipeline.export.spec import SPEC, read_spec
+from pipeline.models.export_spec import SPEC, read_spec, spec_path
 from pipeline.models.heads import ProjectionHead
 from pipeline.models.registry import BUILDERS
 
@@ -67,7 +67,7 @@ def _header(weights: Path) -> dict[str, tuple]:
 
 def _check_shapes(build: Callable[[], nn.Module], weights: Path) -> None:
     """InputError unless ``build()`` has exactly the tensors (names, shapes) of ``weights``."""
-    want, have = _planned(build, weights.parent / "config.json"), _header(weights)
+    want, have = _planned(build, spec_path(weights.parent)), _header(weights)
     if want != have:
         odd = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
         raise InputError(f"{weights}: holds {_numel(have):,} parameters in {len(have)} tensors; its "
@@ -95,8 +95,8 @@ def load_backbone(folder: str | Path, with_head: bool = False, device: str = "cp
             _check_shapes(build, weights)
         elif pretrained:
             raise InputError(f"{weights}: missing")
-        elif (n := _numel(_planned(build, folder / "config.json"))) > MAX_UNCHECKED_PARAMETERS:  # no file bounds it
-            raise InputError(f"{folder / 'config.json'}: describes a {part} of {n:,} parameters and there "
+        elif (n := _numel(_planned(build, spec_path(folder)))) > MAX_UNCHECKED_PARAMETERS:  # no file bounds it
+            raise InputError(f"{spec_path(folder)}: describes a {part} of {n:,} parameters and there "
                              f"is no {weights.name} to check it against; more than "
                              f"{MAX_UNCHECKED_PARAMETERS:,} is not built")
         net = build()
