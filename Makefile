@@ -9,6 +9,7 @@ OUT ?= demo_out
 CORPUS ?=
 HOLDOUT ?=
 SEED ?=
+DIFFICULTY ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 # Debian packages: ffmpeg for the transcoder, SLURM + MariaDB for the cluster tests,
@@ -37,7 +38,7 @@ system-deps:
 	fi
 
 demo: install system-deps
-	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS)) $(if $(HOLDOUT),holdout=$(HOLDOUT)) $(if $(SEED),seed=$(SEED))
+	$(PY) -m pipeline demo out=$(OUT) $(if $(CORPUS),corpus=$(CORPUS)) $(if $(HOLDOUT),holdout=$(HOLDOUT)) $(if $(SEED),seed=$(SEED)) $(if $(DIFFICULTY),difficulty=$(DIFFICULTY))
 
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
