@@ -19,8 +19,13 @@ from pipeline.registry import resolve
 from pipeline.stages import STAGES
 
 
+# the shard stage's planning functions (the stage's entry, pipeline.shard.stage, only takes
+# the folder's locks around the driver); resolved lazily so `--help` does not pay for torch
+DRIVER = "pipeline.shard.driver"
+
+
 def plan_slices(cfg: Any, slices: int, cluster: str, slurm: SlurmConfig,
-                module: str = "pipeline.shard.driver") -> tuple[int, list[int]]:
+                module: str = DRIVER) -> tuple[int, list[int]]:
     """(n, incomplete slice indices): n is ``slices``, else one per array slot on SLURM
     (at most one per shard) and 1 elsewhere, where the stage's own workers do the rest."""
     if getattr(cfg, "slice", ""):
@@ -37,15 +42,14 @@ def launch_shard(cfg: Any, launch: LaunchConfig | None = None,
     launch = launch or LaunchConfig()
     slurm = slurm or load_slurm("shard")
     stage = STAGES["shard"]
-    module = stage.target.split(":")[0]
     cluster = launch.cluster or default_cluster()
-    n, todo = plan_slices(cfg, launch.slices, cluster, slurm, module)
+    n, todo = plan_slices(cfg, launch.slices, cluster, slurm)  # the plan is the driver's
     task = StageTask(stage.target)
     if todo:
         cfgs = [replace_key(cfg, "slice", f"{i}/{n}") for i in todo]
         labels = [f"slice {i}/{n}" for i in todo]
         print(f"shard: {len(todo)} of {n} slice(s) incomplete")
-    elif not all(p.exists() for p in resolve(f"{module}:make_plan")(cfg).indexes):
+    elif not all(p.exists() for p in resolve(f"{DRIVER}:make_plan")(cfg).indexes):
         cfgs, labels = [replace_key(cfg, "merge_only", True)], ["merge"]
         print("shard: every shard is complete but an index.json is missing: one merge job")
     else:
