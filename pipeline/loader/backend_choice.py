@@ -4,7 +4,7 @@ the fastest.
 Why at start-up and not a fixed default: which decoder is fastest is not a constant.
 On one 2-core machine and the same shards torchcodec was 1.46x PyAV in one run and equal
 in the next, and another machine had PyAV ahead (issue 24); a user's nodes differ again.
-The three backends give identical frames (``tests/test_decode.py``), so the choice
+The three backends give identical frames (``tests/loader/test_decode.py``), so the choice
 changes speed only, never a batch.
 
 How: a few samples of the run's first shards are read once; every installed backend

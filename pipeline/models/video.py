@@ -7,7 +7,7 @@ classifier, so the network is assembled here from torchvision's public building 
 names ``VideoResNet`` uses (``stem``, ``layer1..4``, ``avgpool``). Nothing private of
 torchvision is touched (no ``_make_layer``/``inplanes``), so no version guard is needed.
 At the default widths the state dict has exactly torchvision's keys and shapes (minus
-``fc``), so torchvision checkpoints load unchanged (``tests/test_models.py``). Tiny widths
+``fc``), so torchvision checkpoints load unchanged (``tests/models/test_models.py``). Tiny widths
 give CPU-trainable models for tests and demos.
 
 ``forward_features`` keeps the spatio-temporal map ([B, D, T', H', W']) because the

@@ -12,7 +12,7 @@ from pipeline.errors import InputError
 from pipeline.io.wav import encode_wav, read_pcm_window, read_window
 from pipeline.loader.decode import BACKENDS, get_decoder
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 # sources the backends read as they are; the MPEG program streams (.mpg) are exact in none
 # of them (no per-frame timestamps to seek by): the shard stage re-encodes every source,
 # and the loader decodes only shard videos, tested below with those two among them

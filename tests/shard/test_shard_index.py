@@ -56,7 +56,7 @@ def test_one_module_names_the_index_file():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     spelled = []
     for path in sorted((root / "pipeline").rglob("*.py")) + sorted((root / "jobs").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

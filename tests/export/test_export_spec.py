@@ -9,7 +9,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.models.export_spec import SPEC, has_spec, read_spec, spec_path, write_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = {"format": 1, "kind": "video", "name": "r3d_tiny", "args": {"widths": [4, 8, 8, 16]}, "out_dim": 16,
           "head": {"in_dim": 16, "hidden": 32, "out_dim": 8, "normalize": True}, "input": {"frames": 4}}
 

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.cli import main
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 VIDEO = DATA / "bunny_6ch.mp4"  # 2.2 s with audio
 
 

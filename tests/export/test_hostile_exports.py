@@ -25,7 +25,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}", "model.embed_dim=16"]
 # the real export, stopped after its first part (video) is written: it says so and waits

@@ -8,7 +8,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.train.metrics_log import METRICS, MetricsLog, has_metrics, metrics_path, read_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_log_reads_back_and_a_resume_drops_the_dead_attempts_rows(tmp_path):

@@ -16,7 +16,7 @@ from pipeline.io.wav import pcm_wav
 from pipeline.shard.driver import incomplete_slices
 from pipeline.stages import STAGES
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = ["clip_seconds=1.5", "short_side=64", "videos_per_shard=4", "workers=2"]
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from pipeline.cli import build_config
 from pipeline.stages import STAGES
 
-DATA = Path(__file__).parent / "data"
-REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parents[1] / "data"
+REPO = Path(__file__).resolve().parents[2]
 FILES = {"a/lego_toy.mp4": "lego_toy.mp4", "a/rocket_launch.webm": "rocket_launch.webm",
          "b/chimpanzee.mpg": "chimpanzee.mpg", "b/bunny_6ch.mp4": "bunny_6ch.mp4",
          "c/face_hevc.mov": "face_hevc.mov", "c/city_no_audio.mpg": "city_no_audio.mpg",

@@ -14,7 +14,7 @@ from pipeline.shard.config import ShardConfig
 from pipeline.shard.driver import make_plan
 from pipeline.shard.transcode import TranscodeSettings, ffmpeg_command
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_cli_path_gets_the_pyav_x264_options():

@@ -8,7 +8,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.shard.splits import SPLITS, has_splits, read_splits, splits_path, write_splits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LISTING = {"dataset": "ucf101", "split": 1, "classes": ["a", "b"],
            "subsets": {"train": ["a/v1.avi"], "test": ["b/v2.avi"]}, "unused": [{"path": "c.avi", "status": "no list"}]}
 

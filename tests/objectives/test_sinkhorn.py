@@ -1,6 +1,6 @@
 """Sinkhorn self-labelling vs POT's log-domain solver, marginals, and a real 2-rank run.
 
-Run: .venv/bin/python -m pytest -q tests/test_sinkhorn.py
+Run: .venv/bin/python -m pytest -q tests/objectives/test_sinkhorn.py
 
 POT (test-only dependency) solves the same problem: cost M = -log P^T (K x N),
 reg = 1/lambda, a = cluster marginals, b = 1/N; its plan is Q^T.

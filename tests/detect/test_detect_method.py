@@ -16,7 +16,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.methods import build_method
 from pipeline.train.methods.avloc import AVLocMethod
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/: the shared probes
 TINY = ["out=unused", "method=avloc", "model.audio.name=resnet_tiny",
         "model.audio.args={widths: [8, 8, 16, 16]}", "model.embed_dim=16",
         "avloc.frame_widths=[8, 16, 16]", "avloc.clusters=3"]

@@ -18,7 +18,7 @@ from pipeline.eval.stage import EvalConfig, run as eval_run
 from fake_layouts import fake_esc50
 from shard_util import shard_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def evaluate(tmp_path, export, *overrides) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.config import load_config
 from pipeline.eval.stage import EvalConfig, run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # the real eval command under a real RLIMIT_FSIZE (``ulimit -f``), set once everything is
 # imported: importing torch.distributed writes a generated module, which would fail first
 LIMITED_EVAL = """

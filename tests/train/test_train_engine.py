@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pipeline.train.distributed import free_port
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/: the shared probes
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
         "model.embed_dim=16", "loader.batch_size=4", "loader.workers=1", "loader.epoch_batches=3",

@@ -16,7 +16,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.shard.keys import is_valid_key, video_of
 
-VIDEO = Path(__file__).parent / "data" / "bunny_6ch.mp4"  # 2.2 s with audio
+VIDEO = Path(__file__).resolve().parents[1] / "data" / "bunny_6ch.mp4"  # 2.2 s with audio
 ARGS = ["clip_seconds=1", "short_side=32", "workers=1", "holdout=0", "--quiet"]
 
 

@@ -21,8 +21,8 @@ import pytest
 
 from pipeline.shard.resources import ffmpeg_resource_error, resource_errno
 
-ROOT = Path(__file__).resolve().parents[1]
-VIDEO = Path(__file__).parent / "data" / "bunny_6ch.mp4"  # 2.2 s with audio: 2 clips of 1 s
+ROOT = Path(__file__).resolve().parents[2]
+VIDEO = Path(__file__).resolve().parents[1] / "data" / "bunny_6ch.mp4"  # 2.2 s with audio: 2 clips of 1 s
 SMALL = ["holdout=0", "short_side=32", "clip_seconds=1", "videos_per_shard=4", "--quiet"]
 N_VIDEOS = 8  # 16 clips: 512 KB of 16 kHz WAV alone, whatever the encoders make of the video
 

@@ -13,7 +13,7 @@ from pipeline.cli import build_config
 from pipeline.io.wav import pcm_wav
 from pipeline.stages import STAGES
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 EXPECTED = {
     "empty.mp4": ("failed", "empty_file"),
     "text.mp4": ("failed", "not_a_video"),

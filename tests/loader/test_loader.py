@@ -19,7 +19,7 @@ from pipeline.loader import tokenizer
 from pipeline.loader.device_augment import DeviceAugment
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/: the shared probes
 TINY = ["clip.frames=4", "video.size=32"]
 
 

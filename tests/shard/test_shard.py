@@ -17,7 +17,7 @@ from pipeline.shard.driver import ShardConfig
 from pipeline.errors import InputError
 from pipeline.stages import STAGES
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = ["clip_seconds=2", "short_side=64", "videos_per_shard=3", "holdout=0"]
 LAYOUT = {  # corpus path -> file in tests/data; the folder is the label
     "nature/rocket_launch.webm": "rocket_launch.webm",

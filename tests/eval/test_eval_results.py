@@ -8,7 +8,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.eval.results import EVAL, eval_path, has_eval, read_eval, write_eval
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_written_result_reads_back(tmp_path):
