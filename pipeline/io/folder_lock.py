@@ -140,6 +140,8 @@ def hold(folder: str | os.PathLike, stage: str, shared: bool = False, name: str 
         raise FolderBusy(f"{label or folder}: in use by {_holder_text(info)}; wait for it to finish, stop it, "
                          f"or choose another output folder")
     if not shared:
+        # in place on purpose: the flock is on this file's inode, so a temp + rename would put
+        # the holder's description in a file nobody locks; readers treat it as advisory text
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_describe(stage)).encode(), 0)
     _held[key] = [fd, shared, 1]

@@ -1,7 +1,7 @@
 """Measure what the official GDT colour jitter does to a real clip (no fixture: prints).
 
     python tests/parity/make_fixtures/gdt_colour_jitter.py --gdt /path/to/GDT \
-        --video /work/shared/media/video/lego_toy.mp4
+        --video ../shared/media/video/lego_toy.mp4
 
 ``GDTPretrainDataset.augmentation`` hands ``color_jitter(frames, 0.4, 0.4, 0.4)`` (from
 ``datasets/video_transforms.py``, imported unmodified; its unused ``kornia`` import is
@@ -22,11 +22,14 @@ import av
 import numpy as np
 import torch
 
+# the real videos beside the checkout (../shared/media, with their licences), wherever it is cloned
+MEDIA = Path(__file__).resolve().parents[3].parent / "shared" / "media" / "video"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gdt", type=Path, required=True)
-    ap.add_argument("--video", type=Path, default=Path("/work/shared/media/video/lego_toy.mp4"))
+    ap.add_argument("--video", type=Path, default=MEDIA / "lego_toy.mp4")
     args = ap.parse_args()
     sys.modules["kornia"] = types.ModuleType("kornia")
     spec = importlib.util.spec_from_file_location("gdt_vt", args.gdt / "datasets" / "video_transforms.py")

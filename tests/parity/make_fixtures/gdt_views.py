@@ -2,7 +2,7 @@
 GDT decoder takes for a clip, on real videos.
 
     python tests/parity/make_fixtures/gdt_views.py --gdt /path/to/GDT \
-        --media /work/shared/media/video --out tests/parity/fixtures
+        --media ../shared/media/video --out tests/parity/fixtures
 
 Runs ``decode`` of facebookresearch/GDT (873e630, ``datasets/decoder.py``) with the K400
 script's settings (30 frames, sample rate 1, target fps 30, 1 s of 24 kHz audio, time
@@ -26,6 +26,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+# the real videos beside the checkout (../shared/media, with their licences), wherever it is cloned
+MEDIA = Path(__file__).resolve().parents[3].parent / "shared" / "media" / "video"
+
 VIDEOS = ("lego_toy.mp4", "big_buck_bunny_6ch.mp4")
 TIME_INDICES = (0, 1, 137, 500, 999, 1000)
 RATE = 24000
@@ -42,7 +45,7 @@ def _module(name: str, path: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gdt", type=Path, required=True)
-    ap.add_argument("--media", type=Path, default=Path("/work/shared/media/video"))
+    ap.add_argument("--media", type=Path, default=MEDIA)
     ap.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "fixtures")
     args = ap.parse_args()
     seen: dict = {}
