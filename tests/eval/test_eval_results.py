@@ -1,14 +1,9 @@
 """eval.json: the one writer and reader (pipeline.eval.results), one behaviour for a
-missing or broken file, no other module spelling the file name."""
-import ast
-from pathlib import Path
-
+missing or broken file, no other module spelling the file name (tests/test_format_modules.py)."""
 import pytest
 
 from pipeline.errors import InputError
 from pipeline.eval.results import EVAL, eval_path, has_eval, read_eval, write_eval
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_written_result_reads_back(tmp_path):
@@ -26,13 +21,3 @@ def test_missing_or_broken_result_is_one_error_naming_the_path(tmp_path):
         with pytest.raises(InputError, match=why) as err:
             read_eval(tmp_path)
         assert str(eval_path(tmp_path)) in str(err.value)
-
-
-def test_one_module_names_the_result_file():
-    spelled = []
-    for path in sorted((ROOT / "pipeline").rglob("*.py")) + sorted((ROOT / "jobs").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.rstrip("/").split("/")[-1] == EVAL:
-                spelled.append(str(path.relative_to(ROOT)))
-    assert spelled == ["pipeline/eval/results.py"]

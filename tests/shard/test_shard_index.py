@@ -48,19 +48,3 @@ def test_broken_index_names_the_path_and_the_fix(tmp_path, text, why):
     with pytest.raises(InputError, match=why) as err:
         class_names(tmp_path)
     assert str(tmp_path / "index.json") in str(err.value)
-
-
-def test_one_module_names_the_index_file():
-    """Every other module reaches the index through pipeline.shard.index (one reader, one
-    behaviour for a missing index): no other code spells the file name."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    spelled = []
-    for path in sorted((root / "pipeline").rglob("*.py")) + sorted((root / "jobs").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.rstrip("/").split("/")[-1] == "index.json":
-                spelled.append(str(path.relative_to(root)))
-    assert spelled == ["pipeline/shard/index.py"]

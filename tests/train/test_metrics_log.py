@@ -1,14 +1,9 @@
 """metrics.jsonl: the one writer and reader (pipeline.train.metrics_log), one behaviour for
 a missing log, a resumed run's log holding each step once, no other module spelling it."""
-import ast
-from pathlib import Path
-
 import pytest
 
 from pipeline.errors import InputError
 from pipeline.train.metrics_log import METRICS, MetricsLog, has_metrics, metrics_path, read_metrics
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_log_reads_back_and_a_resume_drops_the_dead_attempts_rows(tmp_path):
@@ -26,13 +21,3 @@ def test_missing_log_is_one_error_naming_the_path(tmp_path):
     assert not has_metrics(tmp_path)
     with pytest.raises(InputError, match=f"{tmp_path / METRICS}: no metrics.jsonl"):
         read_metrics(tmp_path)
-
-
-def test_one_module_names_the_log_file():
-    spelled = []
-    for path in sorted((ROOT / "pipeline").rglob("*.py")) + sorted((ROOT / "jobs").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.rstrip("/").split("/")[-1] == METRICS:
-                spelled.append(str(path.relative_to(ROOT)))
-    assert spelled == ["pipeline/train/metrics_log.py"]
