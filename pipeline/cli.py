@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.config import CONFIGS, ConfigError, flat_fields, load_config
+from pipeline.config import CONFIGS, ConfigError, flat_fields, load_config, resolve_schema
 from pipeline.errors import InputError
 from pipeline.stages import BENCHES, STAGES, Stage
 
@@ -45,13 +45,28 @@ def _overview() -> str:
     return "\n".join(lines)
 
 
-def _stage_help(stage: Stage, prefix: str) -> str:
+def _help_schema(stage: Stage, args: Sequence[str]) -> type:
+    """The schema the other arguments select (``train selavi_tiny --help`` lists SeLaVi's
+    sections); the stage's own schema where they select nothing or do not parse."""
+    try:
+        files, overrides, _ = parse_args(stage, [a for a in args if a not in ("-h", "--help")])
+        return resolve_schema(stage.load_schema(), files, overrides)
+    except ConfigError:
+        return stage.load_schema()
+
+
+def _stage_help(stage: Stage, prefix: str, args: Sequence[str] = ()) -> str:
     pos = " ".join(k.upper() for k in stage.positional)
     lines = [f"usage: {PROG} {prefix}{stage.name} {pos + ' ' if pos else ''}"
              "[RECIPE | CONFIG.yaml ...] [key=value ...] [--key value ...] [--quiet]", "", stage.help, "",
              f"packaged recipes (by name): {', '.join(recipes())}", ""]
-    lines.append("config keys (type, default):")
-    for key, tname, default, helptext in flat_fields(stage.load_schema()):
+    schema = _help_schema(stage, args)
+    if hasattr(schema, "config_variant"):  # a training run: the keys of one method's sections
+        lines.append(f"config keys of {schema.__module__}.{schema.__qualname__} (another method's: add "
+                     "method=NAME or its recipe before --help), type, default:")
+    else:
+        lines.append("config keys (type, default):")
+    for key, tname, default, helptext in flat_fields(schema):
         shown = "REQUIRED" if str(default) == "???" else repr(default)
         lines.append(f"  {key} ({tname}, {shown})")
         if helptext:
@@ -117,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if "-h" in rest or "--help" in rest:
-        print(_stage_help(stage, prefix))
+        print(_stage_help(stage, prefix, rest))
         return 0
     if "--quiet" in rest or "-q" in rest:
         os.environ["TQDM_DISABLE"] = "1"  # before tqdm is imported; inherited by workers

@@ -10,6 +10,8 @@ Value rules live in the field's metadata, next to its help text:
 (allowed values) and ``"pattern"`` (a regular expression the whole string must match);
 on a list or tuple they apply to every element. Rules between fields go in a
 ``check(self)`` method of the dataclass that raises ``ConfigError(why, key=FIELD)``.
+A schema whose sections depend on a value (a training run's on its ``method``) declares
+``config_variant`` (see ``_variant``).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def _configs() -> Path:
 
 CONFIGS = _configs()
 
-__all__ = ["MISSING", "ConfigError", "load_config", "check_values", "save_config", "flat_fields", "CONFIGS"]
+__all__ = ["MISSING", "ConfigError", "load_config", "resolve_schema", "check_values", "save_config", "flat_fields", "CONFIGS"]
 
 
 class ConfigError(ValueError):
@@ -137,23 +139,42 @@ def _refuse_interpolation(layer: DictConfig, source: str) -> None:
     walk(OmegaConf.to_container(layer, resolve=False, throw_on_missing=False), "")
 
 
+def _layers(files: Iterable[str | os.PathLike], overrides: Iterable[str]) -> list[tuple[str, DictConfig]]:
+    """(source, layer) of every YAML file then every override, each read and checked."""
+    layers = []
+    for f in files:
+        layer = _read_yaml(Path(f))
+        _refuse_interpolation(layer, str(f))
+        layers.append((str(f), layer))
+    for item in overrides:
+        layer = _parse_override(item)
+        _refuse_interpolation(layer, f"command line '{item}'")
+        layers.append((f"command line '{item}'", layer))
+    return layers
+
+
+def _variant(schema: type, layers: list[tuple[str, DictConfig]]) -> tuple[type, list[tuple[str, DictConfig]]]:
+    """A schema whose shape depends on a value (a training run's sections on its ``method``)
+    declares ``config_variant(layers) -> (schema, layers)``; others are taken as they are."""
+    pick = getattr(schema, "config_variant", None)
+    return pick(layers) if callable(pick) else (schema, layers)
+
+
+def resolve_schema(schema: type, files: Iterable[str | os.PathLike] = (), overrides: Iterable[str] = ()) -> type:
+    """The dataclass ``load_config`` would build for these sources (for ``--help``)."""
+    return _variant(schema, _layers(files, overrides))[0]
+
+
 def load_config(schema: type[T], files: Iterable[str | os.PathLike] = (),
                 overrides: Iterable[str] = ()) -> T:
     """Merge YAML ``files`` then ``overrides`` onto ``schema``; return a typed instance
     whose every value obeys its field's rules (see the module docstring)."""
+    schema, layers = _variant(schema, _layers(files, overrides))
     cfg = OmegaConf.structured(schema)
     sources: dict[str, str] = {}
-    for f in files:
-        path = Path(f)
-        layer = _read_yaml(path)
-        _refuse_interpolation(layer, str(path))
-        cfg = _merge(cfg, layer, str(path))
-        sources.update(dict.fromkeys(_set_keys(layer), str(path)))
-    for item in overrides:
-        layer = _parse_override(item)
-        _refuse_interpolation(layer, f"command line '{item}'")
-        cfg = _merge(cfg, layer, f"command line '{item}'")
-        sources.update(dict.fromkeys(_set_keys(layer), f"command line '{item}'"))
+    for source, layer in layers:
+        cfg = _merge(cfg, layer, source)
+        sources.update(dict.fromkeys(_set_keys(layer), source))
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError("missing required value(s): " + ", ".join(missing)

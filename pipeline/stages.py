@@ -38,7 +38,7 @@ STAGES = _table(
           "cut a video folder or manifest into webdataset tar shards of clips (mp4 + wav + json)"),
     Stage("train", "pipeline.train.config:TrainConfig", "pipeline.train.stage:run",
           "pretrain with DeepSpeed: gdt | simclr | clip (contrastive) | selavi"),
-    Stage("cluster", "pipeline.train.config:TrainConfig", "pipeline.cluster.stage:run",
+    Stage("cluster", "pipeline.train.methods.selavi:RunConfig", "pipeline.cluster.stage:run",
           "SeLaVi self-labelling: train, label every clip, metrics, cluster browser"),
     Stage("detect", "pipeline.detect.stage:DetectConfig", "pipeline.detect.stage:run",
           "audio-supervised detection: AV localisation (avloc) -> pseudo boxes -> Faster R-CNN -> mAP"),
@@ -51,7 +51,7 @@ STAGES = _table(
     Stage("eval", "pipeline.eval.stage:EvalConfig", "pipeline.eval.stage:run",
           "kNN, linear probe, retrieval, clustering (and mAP) vs random init -> eval.json; "
           "protocol=linear|retrieval|esc50|clustering: the papers' downstream protocols"),
-    Stage("finetune", "pipeline.train.config:TrainConfig", "pipeline.finetune.stage:run",
+    Stage("finetune", "pipeline.train.methods.finetune:RunConfig", "pipeline.finetune.stage:run",
           "fine-tune an exported backbone per split (GDT's recipe), test video- and clip-level accuracy"),
     Stage("report", "pipeline.report.stage:ReportConfig", "pipeline.report.stage:run",
           "one offline HTML page: curves, eval tables, embeddings, retrieval, clusters, detection",

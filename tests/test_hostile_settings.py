@@ -2,7 +2,7 @@
 names the key, instead of being blamed on the videos or crashing after the first step.
 
 The walk covers every numeric key of every schema the stage table (``STAGES``,
-``BENCHES``) and the launcher use, nested dataclasses and lists of them included, so a
+``BENCHES``), each training method's run config and the launcher use, nested dataclasses and lists of them included, so a
 schema or field added later is covered without touching this file: 0 and -1 are either
 refused with a ConfigError naming the dotted key and where the value came from, or
 accepted by a range the field declares (shown by ``--help``).
@@ -21,6 +21,7 @@ from pipeline.cli import build_config, main
 from pipeline.config import (MISSING, RULES, ConfigError, check_values, flat_fields, load_config,
                              rule_violation)
 from pipeline.stages import BENCHES, STAGES
+from pipeline.train.methods import METHODS
 
 PLACEHOLDER = "placeholder"
 DATA = Path(__file__).parent / "data"
@@ -37,6 +38,8 @@ def _schemas() -> list[tuple[str, typing.Any]]:
             required = [f"{k}={PLACEHOLDER}" for k, _, default, _ in flat_fields(stage.load_schema())
                         if str(default) == MISSING]
             out.append((prefix + stage.name, build_config(stage, [], required)))
+    for method in METHODS.names():  # each method's run config: its own sections
+        out.append((f"train method={method}", build_config(STAGES["train"], [], [f"out={PLACEHOLDER}", f"method={method}"])))
     out += [("jobs slurm", load_config(SlurmConfig)), ("jobs launch", load_config(LaunchConfig))]
     return out
 

@@ -44,22 +44,27 @@ def test_every_table_is_a_registry_of_importable_entries():
 
 
 def test_methods_get_their_own_section_and_shared_settings():
-    """Each method module exports Config and Method; Method takes its own section, the
-    shared settings and only the sections it declares; TrainConfig has every section."""
-    from pipeline.train.config import RunConfig, TrainConfig
+    """Each method module exports Config, Method and RunConfig; RunConfig is TrainConfig plus
+    the method's section and the sections it uses, typed (visible to type checkers);
+    Method takes its own section, the shared settings and only the sections it declares."""
+    from pipeline.train.config import TrainConfig
     from pipeline.train.method import Method, SharedSettings
     from pipeline.train.methods import METHODS, build_method
 
-    hints = typing.get_type_hints(TrainConfig)
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    assert {"gdt", "nce", "simclr", "selavi", "avloc"} <= set(hints) - run_fields  # YAML shape
+    run_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert not {"gdt", "nce", "simclr", "selavi", "avloc", "finetune"} & run_fields
     for name, spec in METHODS.items():
         module = spec.load()
         assert dataclasses.is_dataclass(module.Config) and issubclass(module.Method, Method), name
+        assert issubclass(module.RunConfig, TrainConfig), name
+        hints = typing.get_type_hints(module.RunConfig)
+        assert set(hints) - run_fields == {spec.section, *spec.uses}, name  # its sections only
         assert hints[spec.section] is module.Config, name
+        assert module.RunConfig(out="o").method == name
         params = list(inspect.signature(module.Method.__init__).parameters)
         assert params == ["self", "cfg", "shared", *spec.uses], (name, params)
     cfg = load_config(TrainConfig, [CONFIGS / "selavi_tiny.yaml"], ["out=o"])
+    assert type(cfg) is METHODS["selavi"].load().RunConfig
     method = build_method(cfg)
     assert method.scfg is cfg.selavi and isinstance(method.shared, SharedSettings)
     assert method.shared == SharedSettings(model=cfg.model, loader=cfg.loader, steps=cfg.steps, out=cfg.out)

@@ -15,17 +15,16 @@ from pipeline.eval.clustering import clustering_metrics
 from pipeline.io.atomic import atomic_open, write_json
 from pipeline.report.cluster_browser import write_cluster_browser
 from pipeline.shard.index import class_names, has_index
-from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import setup_distributed
 from pipeline.train.engine import hold_on_main, train
 from pipeline.train.method import StepContext, final_weights
 from pipeline.train.methods import build_method
-from pipeline.train.methods.selavi import SeLaViMethod
+from pipeline.train.methods.selavi import RunConfig, SeLaViMethod
 
 log = logging.getLogger(__name__)
 
 
-def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
+def label_corpus(cfg: RunConfig) -> SeLaViMethod:
     """The trained model's self-labels of every sample (collective over ranks)."""
     info = setup_distributed()
     method = build_method(cfg, "selavi")
@@ -35,7 +34,7 @@ def label_corpus(cfg: TrainConfig) -> SeLaViMethod:
     return method
 
 
-def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
+def write_outputs(cfg: RunConfig, method: SeLaViMethod) -> dict:
     out = Path(cfg.out)
     labels = method.labels.cpu().numpy()
     with atomic_open(out / "labels.csv", newline="") as fh:
@@ -58,7 +57,7 @@ def write_outputs(cfg: TrainConfig, method: SeLaViMethod) -> dict:
     return result
 
 
-def run(cfg: TrainConfig) -> dict:
+def run(cfg: RunConfig) -> dict:
     if cfg.method != "selavi":
         raise ConfigError(f"cluster: method must be selavi, got {cfg.method!r}")
     is_main = setup_distributed().is_main

@@ -13,19 +13,18 @@ from pipeline.detect.pseudo_boxes import heatmap_boxes
 from pipeline.detect.pseudo_labels import SideFileWriter
 from pipeline.errors import InputError
 from pipeline.loader.loader import ClipLoader
-from pipeline.train.config import TrainConfig
 from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
-from pipeline.train.methods.avloc import AVLocMethod
+from pipeline.train.methods.avloc import AVLocMethod, RunConfig as AVLocRun
 
 
-def load_av_model(run: Path) -> tuple[AVLocMethod, TrainConfig]:
+def load_av_model(run: Path) -> tuple[AVLocMethod, AVLocRun]:
     """The AV model a ``method=avloc`` engine run exported (``final/method.safetensors``)."""
     cfg_path, weights = run / "config.yaml", final_weights(run)
     if not cfg_path.is_file() or not weights.is_file():
         raise InputError(f"{run}: no config.yaml/final/method.safetensors of a finished AV run "
                          "(run the detect stage with the 'av' step first)")
-    cfg = load_config(TrainConfig, [cfg_path])
+    cfg = load_config(AVLocRun, [cfg_path])
     if cfg.method != "avloc":
         raise InputError(f"{cfg_path}: method is {cfg.method!r}, the detect stage needs avloc")
     model = build_method(cfg, "avloc")
@@ -33,7 +32,7 @@ def load_av_model(run: Path) -> tuple[AVLocMethod, TrainConfig]:
     return model.eval(), cfg
 
 
-def random_av_model(cfg: TrainConfig) -> AVLocMethod:
+def random_av_model(cfg: AVLocRun) -> AVLocMethod:
     """The same architecture at its initialisation (the engine's seed): the baseline row."""
     torch.manual_seed(cfg.seed)
     return build_method(cfg, "avloc").eval()

@@ -36,7 +36,7 @@ from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader, LoaderConfig, expand_shards
 from pipeline.objectives.gather import world
 from pipeline.shard.index import class_names, has_index
-from pipeline.train.config import TrainConfig
+from pipeline.train.methods.avloc import RunConfig as AVLocRun
 
 log = logging.getLogger(__name__)
 STEPS = ("av", "pseudo", "detector", "eval")
@@ -68,7 +68,7 @@ class DetectConfig:
         "help": "torch intra-op threads of this process; 0 = torch's default. On a CPU shared "
                 "with other jobs, 1 avoids the spin-waiting of oversubscribed OpenMP threads "
                 "(measured 13x less CPU per step here)", "min": 0})
-    av: TrainConfig = field(default_factory=lambda: TrainConfig(out="", method="avloc"), metadata={
+    av: AVLocRun = field(default_factory=lambda: AVLocRun(out=""), metadata={
         "help": "the AV model's training run (engine config); out defaults to OUT/av, loader.shards to shards"})
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -79,7 +79,7 @@ def _clock() -> tuple[float, float]:
     return time.time(), t.user + t.system + t.children_user + t.children_system
 
 
-def _resolve(cfg: DetectConfig) -> TrainConfig:
+def _resolve(cfg: DetectConfig) -> AVLocRun:
     bad = [s for s in cfg.steps if s not in STEPS]
     if bad or not cfg.steps:
         raise ConfigError(f"steps: {bad or 'empty'}; choose from {', '.join(STEPS)}")
@@ -161,7 +161,7 @@ def _finite(d: dict) -> dict:
             if not (isinstance(v, float) and not math.isfinite(v))}
 
 
-def _train_av(av_cfg: TrainConfig) -> dict:
+def _train_av(av_cfg: AVLocRun) -> dict:
     from pipeline.train.engine import train
     return train(av_cfg)
 

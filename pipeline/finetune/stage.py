@@ -37,11 +37,11 @@ from pipeline.io.atomic import write_json
 from pipeline.io.folder_lock import hold
 from pipeline.loader.loader import ClipLoader
 from pipeline.shard.index import has_index, index_path, read_index
-from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import barrier, setup_distributed
 from pipeline.train.engine import hold_on_main, train
 from pipeline.train.method import final_weights
 from pipeline.train.methods import build_method
+from pipeline.train.methods.finetune import RunConfig
 
 log = logging.getLogger(__name__)
 DEFINITION = ("video-level top-1: {aggregate} averaged over {clips} uniformly spaced clips x {crops} spatial "
@@ -56,7 +56,7 @@ class Split:
     test: str
 
 
-def splits(cfg: TrainConfig) -> list[Split]:
+def splits(cfg: RunConfig) -> list[Split]:
     roots = cfg.finetune.splits
     if not roots:
         raise ConfigError("finetune.splits: give the shard roots of the splits ([ROOT1, ROOT2, ...], "
@@ -71,7 +71,7 @@ def splits(cfg: TrainConfig) -> list[Split]:
     return out
 
 
-def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
+def resolve_backbone(cfg: RunConfig, is_main: bool) -> str:
     """An export folder as given, or a finished pretraining run exported into OUT/backbone."""
     src = Path(cfg.finetune.backbone)
     if has_spec(src / "video"):
@@ -88,7 +88,7 @@ def resolve_backbone(cfg: TrainConfig, is_main: bool) -> str:
                      "finished training run (config.yaml + final/method.safetensors)")
 
 
-def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig:
+def plan(cfg: RunConfig, split: Split, export: str, world: int) -> RunConfig:
     """The training run of one split: epochs -> steps for this world size, the loader on
     the split's training shards with the export's input, classes from the shards."""
     fc = cfg.finetune
@@ -116,7 +116,7 @@ def plan(cfg: TrainConfig, split: Split, export: str, world: int) -> TrainConfig
                                loader=loader, optim=optim, finetune=tuned)
 
 
-def epoch_optim(cfg: TrainConfig, steps_per_epoch: int):
+def epoch_optim(cfg: RunConfig, steps_per_epoch: int):
     """The recipe's optimizer settings with the warm-up and milestones (in epochs) turned
     into optimizer steps, for an epoch of ``steps_per_epoch`` steps."""
     fc = cfg.finetune
@@ -125,7 +125,7 @@ def epoch_optim(cfg: TrainConfig, steps_per_epoch: int):
                                milestones=[round(m * steps_per_epoch) for m in fc.milestones])
 
 
-def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:
+def test_split(run_cfg: RunConfig, split: Split, info) -> dict:
     """Video- and clip-level accuracy of the run's final weights on the split's test shards."""
     fc = run_cfg.finetune
     method = build_method(run_cfg)
@@ -148,7 +148,7 @@ def test_split(run_cfg: TrainConfig, split: Split, info) -> dict:
     return accuracies(pred)
 
 
-def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None) -> dict:
+def run_parts(cfg: RunConfig, stop_requested: Callable[[], bool] | None = None) -> dict:
     """Train and test every split not done yet (``finetune.only``: just that one); the
     engine's contract, so ``jobs`` can run it as a requeueable training task."""
     if cfg.method != "finetune":
@@ -166,7 +166,7 @@ def run_parts(cfg: TrainConfig, stop_requested: Callable[[], bool] | None = None
         return _run_parts(cfg, fc, todo, info, stop_requested)
 
 
-def _run_parts(cfg: TrainConfig, fc, todo: list[Split], info, stop_requested) -> dict:
+def _run_parts(cfg: RunConfig, fc, todo: list[Split], info, stop_requested) -> dict:
     export = resolve_backbone(cfg, info.is_main)
     out = Path(cfg.out)
     for i, split in enumerate(todo):
@@ -199,7 +199,7 @@ def _run_parts(cfg: TrainConfig, fc, todo: list[Split], info, stop_requested) ->
     return {"status": "done", "out": str(out), **summarise(cfg, todo, info.is_main)}
 
 
-def stages(run_cfg: TrainConfig) -> list[tuple[int, int]]:
+def stages(run_cfg: RunConfig) -> list[tuple[int, int]]:
     """(0-based epoch, optimizer steps at its end) of every test: the ``test_epochs`` and
     always the final epoch."""
     fc, per_epoch = run_cfg.finetune, run_cfg.optim.steps_per_epoch
@@ -207,7 +207,7 @@ def stages(run_cfg: TrainConfig) -> list[tuple[int, int]]:
     return [(e, (e + 1) * per_epoch) for e in sorted(set(fc.test_epochs) - {final})] + [(final, run_cfg.steps)]
 
 
-def result_row(run_cfg: TrainConfig, tested: dict, export: str, split: Split, world: int) -> dict:
+def result_row(run_cfg: RunConfig, tested: dict, export: str, split: Split, world: int) -> dict:
     """The final epoch's metrics; with several tested epochs each of them and the best,
     marked as selected on the test split."""
     fc = run_cfg.finetune
@@ -225,7 +225,7 @@ def result_row(run_cfg: TrainConfig, tested: dict, export: str, split: Split, wo
     return row
 
 
-def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
+def summarise(cfg: RunConfig, todo: list[Split], is_main: bool) -> dict:
     paths = {s.name: Path(cfg.out) / s.name / "test.json" for s in todo}
     if not all(p.is_file() for p in paths.values()):
         return {"complete": False}
@@ -243,7 +243,7 @@ def summarise(cfg: TrainConfig, todo: list[Split], is_main: bool) -> dict:
     return summary
 
 
-def run(cfg: TrainConfig) -> dict:
+def run(cfg: RunConfig) -> dict:
     """The ``finetune`` stage: every split in turn, then the mean."""
     torch.manual_seed(cfg.seed)
     return run_parts(cfg)

@@ -12,11 +12,13 @@ from pipeline.train.warm_start import warm_start
 
 TINY = ["model.video.name=r3d_tiny", "model.video.args={widths: [4, 8, 8, 16]}",
         "model.audio.name=resnet_tiny", "model.audio.args={widths: [4, 8, 8, 16]}",
-        "model.embed_dim=16", "selavi.clusters=4", "selavi.heads=2", "tensorboard=false"]
+        "model.embed_dim=16", "tensorboard=false"]
+SECTION = {"selavi": ["selavi.clusters=4", "selavi.heads=2"]}  # a run config holds only its method's sections
 
 
 def _method(tmp_path, name: str, seed: int):
-    return build_method(load_config(TrainConfig, [], [f"out={tmp_path}", f"method={name}", f"seed={seed}", *TINY]))
+    return build_method(load_config(TrainConfig, [], [f"out={tmp_path}", f"method={name}", f"seed={seed}", *TINY,
+                                                      *SECTION.get(name, [])]))
 
 
 def test_gdt_backbones_initialise_selavi(tmp_path):

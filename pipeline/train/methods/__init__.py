@@ -1,7 +1,8 @@
-"""The training methods by name: one module each, exporting ``Config`` and ``Method``.
+"""The training methods by name: one module each, exporting ``Config`` (its section),
+``Method`` and ``RunConfig`` (``TrainConfig`` plus its section under ``section`` and the
+sections it ``uses``).
 
-Adding a method is one module (copy ``simclr.py``) and one line in ``METHODS``: the run
-config (``TrainConfig``) gets a section of the method's ``Config`` under ``section``, and
+Adding a method is one module (copy ``simclr.py``) and one line in ``METHODS``;
 ``build_method`` constructs ``Method(config_section, shared_settings, **other_sections)``.
 ``uses`` names other methods' sections a method reads (SeLaVi adds the GDT loss).
 """
@@ -17,7 +18,7 @@ from pipeline.registry import Registry
 
 @dataclass(frozen=True)
 class MethodSpec:
-    module: str  # exports Config and Method
+    module: str  # exports Config, Method and RunConfig
     section: str  # the run config's key holding this method's Config (YAML shape)
     uses: tuple[str, ...] = ()  # further sections passed by name to Method
 
@@ -33,14 +34,6 @@ METHODS: Registry[MethodSpec] = Registry("method", {
     "avloc": MethodSpec("pipeline.train.methods.avloc", section="avloc"),
     "finetune": MethodSpec("pipeline.train.methods.finetune", section="finetune"),
 })
-
-
-def sections() -> list[tuple[str, type]]:
-    """(section, Config class) of every registered method, each section once."""
-    seen: dict[str, type] = {}
-    for spec in METHODS:
-        seen.setdefault(spec.section, spec.load().Config)
-    return list(seen.items())
 
 
 def build_method(cfg: Any, name: str | None = None):

@@ -24,6 +24,7 @@ from pipeline.models.registry import build_audio, build_video
 from pipeline.objectives.gather import gather_sizes, gather_with_grad, world
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 from pipeline.train import method
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import SharedSettings
 
 
@@ -186,3 +187,10 @@ class AVLocMethod(method.Method):
 
 
 Config, Method = AVLocConfig, AVLocMethod
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """An audio-visual localisation run (detection's first step): the engine's settings plus ``avloc:``."""
+    method: str = method_field("avloc")
+    avloc: AVLocConfig = field(default_factory=AVLocConfig)

@@ -1,7 +1,10 @@
 """Cross-modal InfoNCE (CLIP/MMV-style: video-audio, video-text); its section is ``nce:``."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pipeline.objectives.nce import CrossModalNCE, NCEConfig
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import SharedSettings
 from pipeline.train.methods.contrastive import Contrastive, check_views
 
@@ -13,3 +16,10 @@ class CLIPMethod(Contrastive):
 
 
 Config, Method = NCEConfig, CLIPMethod
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """A CLIP / MMV training run: the engine's settings plus ``nce:``."""
+    method: str = method_field("clip")
+    nce: NCEConfig = field(default_factory=NCEConfig)

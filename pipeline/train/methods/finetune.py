@@ -20,6 +20,7 @@ from torch import nn
 from pipeline.errors import ConfigError
 from pipeline.models.load import load_backbone
 from pipeline.models.export_spec import has_spec, spec_path
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import Method as BaseMethod, SharedSettings
 
 
@@ -95,3 +96,10 @@ class Method(BaseMethod):
         loss = F.cross_entropy(logits.float(), label, ignore_index=-1)
         top1 = (logits.argmax(1) == label).float().mean()
         return loss, {"clip_top1": top1.detach()}
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """A fine-tuning run: the engine's settings plus ``finetune:``."""
+    method: str = method_field("finetune")
+    finetune: Config = field(default_factory=Config)

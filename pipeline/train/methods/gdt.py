@@ -2,7 +2,10 @@
 transformations; the objective is ``pipeline.objectives.gdt``, its section ``gdt:``."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pipeline.objectives.gdt import GDT, GDTConfig
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import SharedSettings
 from pipeline.train.methods.contrastive import Contrastive, check_views
 
@@ -14,3 +17,10 @@ class GDTMethod(Contrastive):
 
 
 Config, Method = GDTConfig, GDTMethod
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """A GDT training run: the engine's settings plus ``gdt:``."""
+    method: str = method_field("gdt")
+    gdt: GDTConfig = field(default_factory=GDTConfig)

@@ -29,6 +29,7 @@ from pipeline.objectives.gdt import GDT, GDTConfig
 from pipeline.objectives.marginals import MARGINAL_ORDERS, official_gauss_draws, official_gauss_step
 from pipeline.objectives.sinkhorn import SinkhornConfig, sinkhorn_knopp
 from pipeline.train import method
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import SharedSettings, StepContext
 from pipeline.train.logprob_store import LogProbStore
 from pipeline.train.methods.contrastive import check_views
@@ -222,3 +223,11 @@ def _confidence(logp: torch.Tensor, rows: int = 1 << 16) -> torch.Tensor:
 
 
 Config, Method = SeLaViConfig, SeLaViMethod
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """A SeLaVi run: the engine's settings, ``selavi:`` and the ``gdt:`` loss it adds."""
+    method: str = method_field("selavi")
+    selavi: SeLaViConfig = field(default_factory=SeLaViConfig)
+    gdt: GDTConfig = field(default_factory=GDTConfig)

@@ -2,7 +2,10 @@
 its section is ``simclr:``. The smallest method: copy this file to add one."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pipeline.objectives.simclr import SimCLR, SimCLRConfig
+from pipeline.train.config import TrainConfig, method_field
 from pipeline.train.method import SharedSettings
 from pipeline.train.methods.contrastive import Contrastive, check_views
 
@@ -14,3 +17,10 @@ class SimCLRMethod(Contrastive):
 
 
 Config, Method = SimCLRConfig, SimCLRMethod
+
+
+@dataclass
+class RunConfig(TrainConfig):
+    """A SimCLR training run: the engine's settings plus ``simclr:``."""
+    method: str = method_field("simclr")
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
