@@ -54,7 +54,7 @@ def test_a_deeply_nested_config_json_is_one_error(tmp_path):
     with pytest.raises(InputError, match="nested too deeply"):  # read by the one spec reader
         verify_export(root)
     (root / "manifest.json").write_text("{" * 200_000)
-    with pytest.raises(InputError, match="not a readable manifest"):
+    with pytest.raises(InputError, match="manifest.json: unreadable"):
         verify_export(root)
 
 

@@ -7,12 +7,11 @@ Missing, one behaviour: ``read_eval`` raises ``InputError`` naming the path.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from pipeline.errors import InputError
 from pipeline.io.atomic import commit_together, json_writer
+from pipeline.io.json_object import read_json_object
 
 EVAL = "eval.json"
 Writer = Callable[[IO[bytes]], None]
@@ -39,13 +38,5 @@ def write_eval(folder: str | Path, result: dict, along: Sequence[tuple[Path, Wri
 def read_eval(folder: str | Path) -> dict:
     """The numbers of ``folder``; ``InputError`` naming the path when missing or not an
     object of numbers by metric name."""
-    path = eval_path(folder)
-    if not path.is_file():
-        raise InputError(f"{path}: no {EVAL} (run `python -m pipeline eval` first)")
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(f"{path}: unreadable ({err}); run the evaluation again") from None
-    if not isinstance(result, dict):
-        raise InputError(f"{path}: not an evaluation result (a JSON object by metric name)")
-    return result
+    return read_json_object(eval_path(folder), "an evaluation result (numbers by metric name)",
+                            f"no {EVAL} (run `python -m pipeline eval` first)", "run the evaluation again")

@@ -9,13 +9,13 @@ part the manifest does not list, and a part whose ``config.json`` names another 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.models.export_spec import SPEC, read_spec, spec_path
 from pipeline.io.atomic import write_json
+from pipeline.io.json_object import read_json_object
 
 NAME = "manifest.json"
 FORMAT = 1
@@ -45,14 +45,11 @@ def write_manifest(folder: Path, run_id: str, source: str) -> dict:
 
 def _load(folder: Path) -> dict:
     path = folder / NAME
-    if not path.is_file():
+    if not path.is_file():  # said of the export, not of the file
         raise InputError(f"export={folder}: incomplete export (no {NAME}: interrupted, or written by a "
                          "version without manifests); run `python -m pipeline export` again")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        raise InputError(f"{path}: not a readable manifest ({str(err)[:80]})") from None
-    if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    manifest = read_json_object(path, "an export manifest", "gone", "run `python -m pipeline export` again")
+    if not (manifest.get("format") == FORMAT
             and isinstance(manifest.get("run_id"), str) and isinstance(manifest.get("files"), dict)
             and isinstance(manifest.get("kinds"), list) and all(k in KINDS for k in manifest["kinds"])):
         raise InputError(f"{path}: not an export manifest of format {FORMAT}")

@@ -8,12 +8,12 @@ callers that choose between an export and something else ask ``has_spec`` first.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.io.atomic import write_json
+from pipeline.io.json_object import read_json_object
 from pipeline.models.registry import BUILDERS
 
 SPEC = "config.json"
@@ -52,17 +52,10 @@ def read_spec(folder: str | Path) -> dict:
     """The export's ``config.json``, checked; InputError names what is wrong (a missing
     file included: the folder is not an export)."""
     path = spec_path(folder)
-    if not path.is_file():
-        raise InputError(f"{path}: not an exported backbone folder (no {SPEC})")
-    try:
-        spec = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not JSON ({err})") from None
-    except RecursionError:  # e.g. 200,000 nested '['
-        raise InputError(f"{path}: not an export config (nested too deeply to read)") from None
-    if not isinstance(spec, dict) or spec.get("kind") not in BUILDERS:
-        kind = spec.get("kind") if isinstance(spec, dict) else None
-        raise InputError(f"{path}: unknown kind {kind!r}; this version loads {', '.join(BUILDERS.names())}")
+    spec = read_json_object(path, "an export config", f"not an exported backbone folder (no {SPEC})",
+                            "export the run again (`python -m pipeline export RUN`)")
+    if spec.get("kind") not in BUILDERS:
+        raise InputError(f"{path}: unknown kind {spec.get('kind')!r}; this version loads {', '.join(BUILDERS.names())}")
     if not isinstance(spec.get("name"), str) or not isinstance(spec.get("args", {}), dict):
         raise InputError(f"{path}: 'name' must be a backbone name and 'args' a mapping")
     if any("${" in s for s in _strings(spec.get("args", {}))):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.io.atomic import write_text
+from pipeline.io.json_object import read_json_object
 
 INDEX = "index.json"
 
@@ -41,14 +42,8 @@ def read_index(shards: str | Path) -> dict:
     """The parsed index of ``shards`` (a folder, pattern or tar); ``InputError`` naming the
     index path when it is missing, unreadable or not an index."""
     path = index_path(shards)
-    if not path.is_file():
-        raise InputError(f"{path}: no {INDEX} for shards {shards} (write them with the shard stage)")
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(f"{path}: unreadable ({err}); rebuild it with the shard stage (merge_only=true)") from None
-    if not isinstance(index, dict):
-        raise InputError(f"{path}: not a shard index (a JSON object); rebuild it with the shard stage (merge_only=true)")
+    index = read_json_object(path, "a shard index", f"no {INDEX} for shards {shards} (write them with the shard stage)",
+                             "rebuild it with the shard stage (merge_only=true)")
     classes = index.setdefault("classes", [])
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise InputError(f"{path}: key 'classes' must be a list of names")

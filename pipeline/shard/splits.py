@@ -8,11 +8,11 @@ has no listing; ``has_splits`` says which).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.io.atomic import write_json
+from pipeline.io.json_object import read_json_object
 
 SPLITS = "splits.json"
 
@@ -39,12 +39,8 @@ def read_splits(output: str | Path) -> dict:
     """The listing of ``output``; ``InputError`` naming the path when it is missing or
     not a listing."""
     path = splits_path(output)
-    if not path.is_file():
-        raise InputError(f"{path}: no {SPLITS} (not the output of a split shard run)")
-    try:
-        listing = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(f"{path}: unreadable ({err}); rebuild it with the shard stage") from None
-    if not isinstance(listing, dict) or not isinstance(listing.get("subsets"), dict):
+    listing = read_json_object(path, "a split listing", f"no {SPLITS} (not the output of a split shard run)",
+                               "rebuild it with the shard stage")
+    if not isinstance(listing.get("subsets"), dict):
         raise InputError(f"{path}: key 'subsets' must map each subset to its inputs")
     return listing

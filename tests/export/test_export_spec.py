@@ -24,7 +24,7 @@ def test_missing_spec_is_one_error_naming_the_path(tmp_path):
         read_spec(tmp_path)
 
 
-@pytest.mark.parametrize("text,why", [("{", "not JSON"), ("[]", "unknown kind None"),
+@pytest.mark.parametrize("text,why", [("{", "unreadable"), ("[]", "not an export config"), ("{\"kind\": \"x\"}", "unknown kind .x."),
                                       (json.dumps({**SAMPLE, "head": {"in_dim": 0}}), "'head' must give")])
 def test_broken_spec_names_the_path(tmp_path, text, why):
     spec_path(tmp_path).write_text(text)
