@@ -39,7 +39,10 @@ from pipeline.errors import InputError
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 REQUEUE_WAIT_S = 300.0  # longest wait for an earlier attempt of the same SLURM job
-_held: dict[str, list] = {}  # lock path -> [fd, shared, depth]: re-entry within one process
+# lock path -> [fd, shared, depth]. Module state on purpose: it mirrors the kernel's table of
+# the flocks this process holds (one per open file, shared by fork), which is process-wide
+# too; re-entry within the process and the after-fork release below both need to see it.
+_held: dict[str, list] = {}
 
 
 def _forget_in_child() -> None:
