@@ -184,7 +184,8 @@ class ClipLoader:
         backend = state.get("backend")
         if self.auto_backend and backend and backend != self.cfg.clip.backend:
             # backend=auto on both sides: decode with the checkpoint's choice, so a resumed
-            # run runs as the run it continues (the frames are the same either way)
+            # run runs as the run it continues, pixel for pixel (PyAV crops in its own
+            # conversion, the others with torch: ~2 levels of 255 apart, decode_crop.py)
             self.cfg = replace(self.cfg, clip=replace(self.cfg.clip, backend=str(backend)))
             c = self.cfg
             self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))
