@@ -94,3 +94,19 @@ def synth_sample(synth_shards) -> dict:
             members.setdefault(key, {})[ext] = tf.extractfile(m).read()
     key = sorted(members)[0]
     return {"__key__": key, **members[key]}
+
+
+@pytest.fixture(scope="session")
+def real_shard_videos(tmp_path_factory) -> list[bytes]:
+    """Real media of tests/data through the real shard stage (h264 mp4 at 25 fps); the
+    MPEG program streams (.mpg) among them, which no backend reads exactly as they are."""
+    import webdataset as wds
+    from pipeline.cli import build_config
+    from pipeline.stages import STAGES
+    corpus, out = tmp_path_factory.mktemp("real_corpus"), tmp_path_factory.mktemp("real_shards")
+    for name in ("chimpanzee.mpg", "city_no_audio.mpg", "face_hevc.mov", "lego_toy.mp4"):
+        (corpus / name).write_bytes((DATA / name).read_bytes())
+    stage = STAGES["shard"]
+    stage.load_target()(build_config(stage, [], [f"input={corpus}", f"output={out}", "require_audio=false", "holdout=0",
+                                                 "clip_seconds=2", "short_side=64", "workers=2"]))
+    return [s["mp4"] for s in wds.WebDataset([str(p) for p in sorted(out.glob("*.tar"))], shardshuffle=False)]

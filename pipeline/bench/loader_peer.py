@@ -100,16 +100,33 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
     """ms per clip of each step of the worker side, one process: reading the tar sample,
     the whole sample (SampleDecoder) and within it decoding the frames, crop + resize +
     flip (uint8) and the WAV window (one of each timed, times the source views), the rest
-    (JSON, random draws, boxes, tokens) by difference; and the shared-memory block of a batch. ``cfg`` is the loader's config."""
+    (JSON, random draws, boxes, tokens) by difference; and the shared-memory block of a
+    batch. ``cfg`` is the loader's config. With the crop in PyAV's conversion
+    (``crop_in_decoder``) "decode" is decoding with the crop, resize and flip done in it,
+    and "crop_resize_flip" is 0."""
     dec = SampleDecoder(cfg.clip, cfg.video, cfg.audio, True, tuple(cfg.modalities))
-    decode, seen = dec.decode_frames, {}
+    seen: dict = {}
+    if dec.crops_in_decoder:
+        crop_views = dec.decode_frames.crop_views
 
-    def timed_decode(data, idx):  # the decoder the sample uses, timed (the frames kept)
-        t = time.perf_counter()
-        seen["frames"] = decode(data, idx)
-        seen["decode"] = time.perf_counter() - t
-        return seen["frames"]
-    dec.decode_frames = timed_decode
+        class Timed:  # the sample's decoder, its crop_views timed
+            crops = True
+
+            def crop_views(self, *args):
+                t = time.perf_counter()
+                hw = crop_views(*args)
+                seen["decode"] = time.perf_counter() - t
+                return hw
+        dec.decode_frames = Timed()
+    else:
+        decode = dec.decode_frames
+
+        def timed_decode(data, idx):  # the decoder the sample uses, timed (the frames kept)
+            t = time.perf_counter()
+            seen["frames"] = decode(data, idx)
+            seen["decode"] = time.perf_counter() - t
+            return seen["frames"]
+        dec.decode_frames = timed_decode
     rows = {k: v[0] for k, v in batch_arrays(dec.shapes, 1).items()}
     times = {"whole_sample": 0.0, "decode": 0.0, "crop_resize_flip": 0.0, "wav_window": 0.0}
     rng = np.random.default_rng(0)
@@ -118,8 +135,8 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
         t0 = time.perf_counter()
         dec(raw, np.random.default_rng(i), rows)
         t1 = time.perf_counter()
-        frames = seen["frames"][:cfg.clip.frames]
-        crop_clip(frames, None, cfg.video, rng, rows["video"][0])
+        if not dec.crops_in_decoder:
+            crop_clip(seen["frames"][:cfg.clip.frames], None, cfg.video, rng, rows["video"][0])
         t2 = time.perf_counter()
         read_pcm_window(raw["wav"], 0.5, cfg.audio.seconds, cfg.audio.rate, out=rows["wave"][0].numpy())
         t3 = time.perf_counter()
@@ -135,4 +152,5 @@ def profile_clip(samples: PeerSamples, cfg, clips: int = 64) -> dict:
     for _ in range(8):
         batch_arrays(dec.shapes, cfg.batch_size, shared=True)
     out["shared_batch_memory"] = round(1000 * (time.perf_counter() - start) / (8 * cfg.batch_size), 3)
+    out["crop_in_decoder"] = dec.crops_in_decoder
     return out

@@ -3,7 +3,9 @@
 Every backend returns uint8 [T, H, W, 3] (a torch tensor, channels last as decoders
 produce it) for the same frame indices: index i is the i-th frame in presentation order,
 shown at i / fps in a constant-frame-rate shard video; indices past the end repeat the
-last frame. A test holds the three to identical frames on real media. Decoders are made
+last frame. A test holds the three to identical frames on real media. PyAV can also crop,
+resize and mirror each clip view in its own RGB conversion (``crop_views``,
+``decode_crop.py``): the loader's default with PyAV. Decoders are made
 per call, inside the worker that uses them: decord is not fork-safe, and a decoder per
 sample keeps no state that a forked worker could share by accident.
 
@@ -16,7 +18,7 @@ that decodes on the GPU (``device="cuda"``, NVDEC), worth it for high-resolution
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -65,9 +67,10 @@ class PyAVFrames:
     def __init__(self):
         self._rgb = None
         self._threads_arg = True
+        self._scalers: list = []  # crop_views: one per view
 
     def __getstate__(self) -> dict:
-        return {"_rgb": None, "_threads_arg": self._threads_arg}
+        return {"_rgb": None, "_threads_arg": self._threads_arg, "_scalers": []}
 
     def _to_rgb(self, frame) -> np.ndarray:
         """One swscale thread: PyAV >= 14 passes ``threads=0`` (one per core) by default,
@@ -83,11 +86,13 @@ class PyAVFrames:
                 self._threads_arg = False
         return self._rgb.reformat(frame, format="rgb24").to_ndarray()
 
-    def __call__(self, data: bytes, indices: Sequence[int]) -> torch.Tensor:
+    def frames(self, data: bytes, wanted: Sequence[int]) -> Iterator[tuple[int, object]]:
+        """(index, ``av.VideoFrame``) for every index of ``wanted``, in increasing order
+        (indices past the end: the last frame); raises if one is not in the stream."""
         import av
 
-        wanted = sorted({int(i) for i in indices})
-        got: dict[int, np.ndarray] = {}
+        wanted = sorted({int(i) for i in wanted})
+        found: set[int] = set()
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "NONE"  # one thread: workers are the parallelism
@@ -103,19 +108,30 @@ class PyAVFrames:
                 for frame in container.decode(stream):
                     idx = int(round((frame.pts - start) * tb * fps))
                     last_frame, last_idx = frame, idx
-                    if idx in group_wanted:
-                        got[idx] = self._to_rgb(frame)
+                    if idx in group_wanted and idx not in found:
+                        found.add(idx)
+                        yield idx, frame
                     if idx >= group[-1]:
                         break
                 if last_idx < group[-1]:
                     break  # the stream ended: later frames repeat the last one
             for i in wanted:  # indices past the end repeat the last frame
-                if i not in got and last_frame is not None and i > last_idx:
-                    got[i] = self._to_rgb(last_frame)
-        missing = [i for i in wanted if i not in got]
+                if i not in found and last_frame is not None and i > last_idx:
+                    found.add(i)
+                    yield i, last_frame
+        missing = [i for i in wanted if i not in found]
         if missing:
             raise ValueError(f"frames {missing[:5]} not found in the video stream")
+
+    def __call__(self, data: bytes, indices: Sequence[int]) -> torch.Tensor:
+        got = {i: self._to_rgb(frame) for i, frame in self.frames(data, indices)}
         return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
+
+    def crop_views(self, data: bytes, clips: Sequence[Sequence[int]], plan, outs: Sequence[torch.Tensor]) -> tuple[int, int]:
+        """Each view's crop of its frames ``clips[v]``, resized and mirrored into ``outs[v]``
+        in the RGB conversion itself (``decode_crop.py``); ``plan(h, w)`` draws the crops."""
+        from pipeline.loader.decode_crop import crop_views
+        return crop_views(self.frames(data, [i for c in clips for i in c]), clips, plan, outs, self._scalers)
 
 
 def _runs(wanted: list[int], gop: int) -> list[list[int]]:
@@ -150,6 +166,16 @@ class Mp4Only:
     def __call__(self, data: bytes, indices: Sequence[int]) -> torch.Tensor:
         require_mp4(data)
         return self.decode(data, indices)
+
+    @property
+    def crops(self) -> bool:
+        """Whether the decoder crops and resizes in its own conversion (``crop_views``)."""
+        from pipeline.loader.decode_crop import supported
+        return hasattr(self.decode, "crop_views") and supported()
+
+    def crop_views(self, data: bytes, clips, plan, outs) -> tuple[int, int]:
+        require_mp4(data)
+        return self.decode.crop_views(data, clips, plan, outs)
 
 
 def check_cuda_decode() -> None:

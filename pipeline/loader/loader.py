@@ -25,6 +25,7 @@ import torch
 from pipeline.errors import InputError
 from pipeline.loader.audio_transforms import AudioConfig
 from pipeline.loader.backend_choice import resolve_clip
+from pipeline.loader.batch_ring import BatchRing
 from pipeline.loader.sample import MODALITIES, ClipConfig, SampleDecoder
 from pipeline.loader.stream import ClipStream, StreamPlan, keep_as_is
 from pipeline.loader.video_transforms import VideoAugConfig
@@ -148,13 +149,21 @@ class ClipLoader:
 
     def __iter__(self) -> Iterator[dict]:
         workers = self.cfg.workers
+        pin = torch.cuda.is_available() and self.cfg.clip.decode_device == "cpu"
+        # each worker's batches in a ring of shared blocks, reused (batch_ring.py): room for
+        # the batches in flight (prefetch) plus the one being filled and the one in use
+        ring = BatchRing(self.decoder.shapes, self.cfg.batch_size, workers, self.cfg.prefetch + 2) \
+            if workers and self.cfg.clip.decode_device == "cpu" else None
         dl = torch.utils.data.DataLoader(
-            ClipStream(self._plan(), self.decoder), batch_size=None, collate_fn=keep_as_is,
+            ClipStream(self._plan(), self.decoder, ring), batch_size=None, collate_fn=keep_as_is,
             num_workers=workers, prefetch_factor=self.cfg.prefetch if workers else None,
             multiprocessing_context=self.cfg.mp_context if workers else None,
-            pin_memory=torch.cuda.is_available() and self.cfg.clip.decode_device == "cpu",
-            persistent_workers=False)
+            pin_memory=pin, persistent_workers=False)
         for batch in dl:
+            if "_ring" in batch:  # the arrays are in a slot of the ring
+                arrays = ring.arrays(*batch.pop("_ring"))
+                batch.update({k: v.pin_memory() for k, v in arrays.items()} if pin else arrays)
+                del arrays
             w = int(batch.pop("_worker"))
             self.skip[w] = int(batch.pop("_pos"))
             self.done[w] += 1
@@ -163,6 +172,7 @@ class ClipLoader:
             batch["skipped"] = int(batch.pop("_skipped"))
             self.skipped_total += batch["skipped"]
             yield batch
+            del batch  # the consumer's alone: its ring slot is free once the consumer drops it
         self.epoch += 1
         self._reset_position()
 
@@ -184,7 +194,8 @@ class ClipLoader:
         backend = state.get("backend")
         if self.auto_backend and backend and backend != self.cfg.clip.backend:
             # backend=auto on both sides: decode with the checkpoint's choice, so a resumed
-            # run runs as the run it continues (the frames are the same either way)
+            # run runs as the run it continues, pixel for pixel (PyAV crops in its own
+            # conversion, the others with torch: ~2 levels of 255 apart, decode_crop.py)
             self.cfg = replace(self.cfg, clip=replace(self.cfg.clip, backend=str(backend)))
             c = self.cfg
             self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))

@@ -23,7 +23,7 @@ from pipeline.loader.audio_features import feature_shape
 from pipeline.loader.audio_transforms import AudioConfig, draw_gain, draw_spec_masks
 from pipeline.loader.boxes import box_table, frame_boxes
 from pipeline.loader.decode import get_decoder
-from pipeline.loader.video_transforms import VideoAugConfig, crop_clip
+from pipeline.loader.video_transforms import VideoAugConfig, boxes_of, draw_clip, resize_crop
 
 MODALITIES = ("video", "audio")
 AUDIO_GRID = 100  # audio-only clips are placed on a 10 ms grid (the log-mel hop)
@@ -41,6 +41,11 @@ class ClipConfig:
     backend: str = field(default="auto", metadata={
         "help": "video decoder: auto | pyav | torchcodec | decord (identical frames; auto times the installed ones on the run's shards at start-up and keeps the fastest, recorded in the run's config.yaml)",
         "choices": ["auto", "torchcodec", "decord", "pyav"]})
+    crop_in_decoder: bool = field(default=True, metadata={
+        "help": "PyAV: crop, resize and mirror in the decoder's own RGB conversion (one swscale pass over "
+                "the crop; its pixels differ from torchvision's resize by ~2 levels of 255 on average, "
+                "decode_crop.py); false, and the other backends: full-frame RGB, then torchvision's "
+                "antialiased resize (identical across backends)"})
     decode_device: str = field(default="cpu", metadata={
         "help": "cpu | cuda (torchcodec on the GPU, for high-resolution sources; decodes in the training process, needs workers=0)",
         "choices": ["cpu", "cuda"]})
@@ -87,6 +92,7 @@ class SampleDecoder:
         self.sources = [(p, c) for p in range(clip.positions) for c in range(clip.copies)]
         self.backend = clip.backend
         self.decode_frames = get_decoder(clip.backend, clip.decode_device) if "video" in self.modalities else None
+        self.crops_in_decoder = bool(clip.crop_in_decoder and getattr(self.decode_frames, "crops", False))
         self.wave_len = int(round(audio.seconds * audio.rate))
         self.spec_shape = feature_shape(audio)
 
@@ -117,6 +123,28 @@ class SampleDecoder:
         starts = clip_starts(n, span, self.clip.positions, int(round(self.clip.min_shift * rate)), rng)
         return starts, rate, span
 
+    def _crop_in_decoder(self, mp4: bytes, clips: list[list[int]], draw, outs) -> tuple[tuple[int, int], list]:
+        """PyAV crops, resizes and mirrors each view in its RGB conversion (decode_crop.py)."""
+        drawn: list = []
+
+        def plan(h: int, w: int) -> list:
+            drawn.extend(draw(h, w))
+            return drawn
+        return self.decode_frames.crop_views(mp4, clips, plan, outs), drawn
+
+    def _crop_after(self, mp4: bytes, clips: list[list[int]], draw, outs) -> tuple[list, tuple[int, int]]:
+        """Full-frame RGB from the decoder, then torchvision's crop + resize per view."""
+        wanted = sorted({i for idx in clips for i in idx})
+        decoded = self.decode_frames(mp4, wanted)
+        h, w = decoded.shape[1:3]
+        draws = draw(h, w)
+        by_index = {f: i for i, f in enumerate(wanted)}
+        for idx, d, o in zip(clips, draws, outs):
+            rows = [by_index[i] for i in idx]
+            # one position (the common case): the decoded frames are the clip, no copy
+            resize_crop(decoded if rows == list(range(len(decoded))) else decoded[rows], d, o)
+        return draws, (h, w)
+
     def __call__(self, raw: dict, rng: np.random.Generator | None, out: dict[str, torch.Tensor]) -> dict:
         """``out`` holds this sample's rows of the batch arrays (``shapes``); they receive
         the source views in place: no per-sample stack and no collate copy."""
@@ -127,39 +155,45 @@ class SampleDecoder:
         if "video" not in self.modalities and not has_audio:
             raise ValueError("sample has no audio, and loader.modalities=[audio]")
         fields: dict = {}
-        if "video" in self.modalities:
+        video, audio = "video" in self.modalities, "audio" in self.modalities
+        gains, masks = [], []
+
+        def draw(h: int, w: int) -> list:
+            """Every view's random draws, in the order they have always been drawn (a
+            view's crop, flip, jitter, then its audio gain and masks): the same stream
+            of numbers whether the crop is applied by torch or by the decoder."""
+            draws = []
+            for _ in self.sources:
+                if video:
+                    draws.append(draw_clip(h, w, self.video, rng))
+                if audio:
+                    gains.append(1.0 if rng is None else draw_gain(self.audio, rng))
+                    masks.append(draw_spec_masks(self.audio, *self.spec_shape, rng))
+            return draws
+
+        if video:
             stride, t = self.clip.stride, self.clip.frames
-            wanted = sorted({s + k * stride for s in starts for k in range(t)})
-            decoded = self.decode_frames(raw["mp4"], wanted)
-            by_index = {f: i for i, f in enumerate(wanted)}
+            clips = [[starts[pos] + k * stride for k in range(t)] for pos, _copy in self.sources]
+            outs = [out["video"][v] for v in range(len(self.sources))]
+            if self.crops_in_decoder:
+                (h, w), draws = self._crop_in_decoder(raw["mp4"], clips, draw, outs)
+            else:
+                draws, (h, w) = self._crop_after(raw["mp4"], clips, draw, outs)
             table = box_table(meta.get("boxes"))
             nan_boxes = np.full((t, 4), np.nan, np.float32)
-            boxes, jitter, order = [], [], []
-        if "audio" in self.modalities:
-            gains, masks = [], []
-        for v, (pos, _copy) in enumerate(self.sources):
-            if "video" in self.modalities:
-                idx = [starts[pos] + k * stride for k in range(t)]
-                rows = [by_index[i] for i in idx]
-                # one position (the common case): the decoded frames are the clip, no copy
-                frames = decoded if rows == list(range(len(decoded))) else decoded[rows]
-                clip_boxes = None if table is None else frame_boxes(table, idx, rate)
-                b, f, o = crop_clip(frames, clip_boxes, self.video, rng, out["video"][v])
-                boxes.append(nan_boxes if b is None else b)
-                jitter.append(f)
-                order.append(o)
-            if "audio" in self.modalities:
+            boxes = [boxes_of(None if table is None else frame_boxes(table, idx, rate), h, w, d)
+                     for idx, d in zip(clips, draws)]
+            fields.update(boxes=np.stack([nan_boxes if b is None else b for b in boxes]),
+                          jitter=np.stack([d.jitter for d in draws]), jitter_order=np.stack([d.order for d in draws]))
+        else:
+            draw(0, 0)
+        if audio:
+            for v, (pos, _copy) in enumerate(self.sources):
                 if has_audio:
                     read_pcm_window(raw["wav"], audio_window_start(starts[pos], span, rate, self.audio.seconds),
-                                    self.audio.seconds,
-                                    self.audio.rate, out=out["wave"][v].numpy())
+                                    self.audio.seconds, self.audio.rate, out=out["wave"][v].numpy())
                 else:
                     out["wave"][v].zero_()
-                gains.append(1.0 if rng is None else draw_gain(self.audio, rng))
-                masks.append(draw_spec_masks(self.audio, *self.spec_shape, rng))
-        if "video" in self.modalities:
-            fields.update(boxes=np.stack(boxes), jitter=np.stack(jitter), jitter_order=np.stack(order))
-        if "audio" in self.modalities:
             # float64, as drawn: the gdt / selavi features scale int16 samples by it in float64,
             # as the official code does (a float32 gain moves SeLaVi's features by ~2e-6)
             fields.update(gain=np.asarray(gains, np.float64), spec_masks=np.stack(masks))

@@ -9,14 +9,14 @@ its workers round-robin from its worker 0, so a resumed loader renumbers them
 What crosses to the training process per batch: ``video`` (uint8) and ``wave`` (int16),
 written by the worker straight into one block of shared memory, and the small fields
 (augmentation parameters, boxes, tokens, labels) as numpy arrays, which travel inside
-the batch's pickle. Each shared block costs the training process a file-descriptor
-handshake with the worker (~0.5 ms of its CPU here, more than all the rest of a batch's
-transfer); numpy arrays cost nothing extra.
+the batch's pickle. The block is a slot of a ring the training process made before the
+workers started (``batch_ring.py``), so only its number crosses: a new shared block
+would cost the training process a file-descriptor handshake with the worker (~0.5 ms of
+its CPU here, more than all the rest of a batch's transfer).
 """
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import dataclass
 from itertools import count
@@ -27,6 +27,7 @@ import torch
 import webdataset as wds
 
 from pipeline.errors import InputError
+from pipeline.loader.batch_ring import BatchRing, batch_arrays  # noqa: F401 (batch_arrays: used from here)
 from pipeline.loader.sample import SampleDecoder
 
 log = logging.getLogger(__name__)
@@ -59,24 +60,6 @@ def readers_shards(urls: list[str], reader: int, readers: int) -> list[str]:
     return urls[reader::readers]
 
 
-def batch_arrays(shapes: dict, batch_size: int, device: str = "cpu", shared: bool = False) -> dict[str, torch.Tensor]:
-    """A batch's big arrays (``SampleDecoder.shapes``), as views of ONE block of memory;
-    ``shared``: of shared memory, so that sending them to the training process is a
-    single handshake (the pickler sends a storage once, however many views of it a batch
-    holds), not a copy. GPU decoding (in the training process) puts the video on the GPU."""
-    if device != "cpu":
-        return {k: torch.empty((batch_size, *s), dtype=d, device=device if k == "video" else "cpu")
-                for k, (s, d) in shapes.items()}
-    sizes = {k: batch_size * math.prod(s) * d.itemsize for k, (s, d) in shapes.items()}
-    block = torch.empty(sum(-(-n // 64) * 64 for n in sizes.values()), dtype=torch.uint8)
-    block = block.share_memory_() if shared else block
-    out, at = {}, 0
-    for k, (shape, dtype) in shapes.items():  # 64-byte aligned slices
-        out[k] = block[at:at + sizes[k]].view(dtype).view(batch_size, *shape)
-        at += -(-sizes[k] // 64) * 64
-    return out
-
-
 def keep_as_is(batch: dict) -> dict:
     """The DataLoader's collate_fn: batches are made in the workers, and the small numpy
     fields stay numpy (the default would turn each into a shared-memory tensor)."""
@@ -84,9 +67,9 @@ def keep_as_is(batch: dict) -> dict:
 
 
 class ClipStream(torch.utils.data.IterableDataset):
-    def __init__(self, plan: StreamPlan, decoder: SampleDecoder):
+    def __init__(self, plan: StreamPlan, decoder: SampleDecoder, ring: BatchRing | None = None):
         super().__init__()
-        self.plan, self.decoder = plan, decoder
+        self.plan, self.decoder, self.ring = plan, decoder, ring
         self.errors, self.decoded, self.read = 0, 0, 0
         self.last_error = ""
 
@@ -142,8 +125,15 @@ class ClipStream(torch.utils.data.IterableDataset):
                 random.Random(f"{p.seed}/{p.epoch}/{p.rank}/{worker}/{cycle}").shuffle(order)
             yield from ({"url": u} for u in order)
 
-    def _arrays(self, in_worker: bool) -> dict[str, torch.Tensor]:
-        return batch_arrays(self.decoder.shapes, self.plan.batch_size, self.decoder.clip.decode_device, in_worker)
+    def _arrays(self, worker_id: int | None) -> tuple[int | None, dict[str, torch.Tensor]]:
+        """(ring slot or None, the next batch's arrays): a free slot of the ring in a
+        worker (``batch_ring.py``), else a new block (shared when made in a worker)."""
+        if worker_id is not None and self.ring is not None:
+            got = self.ring.acquire(worker_id)
+            if got is not None:
+                return got
+        return None, batch_arrays(self.decoder.shapes, self.plan.batch_size, self.decoder.clip.decode_device,
+                                  worker_id is not None)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -163,10 +153,13 @@ class ClipStream(torch.utils.data.IterableDataset):
             samples = wds.shuffle(p.shuffle_buffer, initial=p.shuffle_buffer,
                                   seed=hash((p.seed, p.epoch, p.rank, worker)) & 0x7FFFFFFF)(samples)
         pos, items, errors_seen = 0, [], 0
-        arrays = self._arrays(info is not None)
+        worker_id = info.id if info is not None else None
+        slot, arrays = self._arrays(worker_id)
 
         def emit() -> dict:
-            out = {k: v[:len(items)] for k, v in arrays.items()}
+            # a ring slot crosses as its number: the training process has the block
+            out = {"_ring": (worker_id, slot, len(items))} if slot is not None else \
+                {k: v[:len(items)] for k, v in arrays.items()}
             for k in items[0]:
                 vals = [it[k] for it in items]
                 out[k] = vals if k == "key" else np.stack(vals) if isinstance(vals[0], np.ndarray) else np.asarray(vals)
@@ -194,6 +187,6 @@ class ClipStream(torch.utils.data.IterableDataset):
                 yield out
                 if p.fixed_length and done >= p.batches_per_worker:
                     return
-                arrays = self._arrays(info is not None)
+                slot, arrays = self._arrays(worker_id)
         if items and not p.fixed_length:  # evaluation keeps the last partial batch
             yield emit()

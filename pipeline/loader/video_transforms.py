@@ -8,6 +8,10 @@ the device. Parameters are drawn from an explicit numpy Generator, one set per c
 frames alike), so a sample's augmentation is a function of (seed, epoch, rank, worker,
 sample position) and a resumed run reproduces it. Boxes (normalised x0, y0, x1, y1 per
 frame) follow the crop and flip.
+
+The draws (``draw_clip``) come before any pixel: with PyAV the crop, resize and mirror are
+then done in its own RGB conversion (``decode_crop.py``, ``loader.clip.crop_in_decoder``);
+with the other backends, or that setting off, here by torch (``resize_crop``).
 """
 from __future__ import annotations
 
@@ -105,15 +109,23 @@ def draw_jitter(cfg: VideoAugConfig, rng: np.random.Generator) -> tuple[np.ndarr
     return factors, rng.permutation(4).astype(np.int8)
 
 
-def crop_clip(frames: torch.Tensor, boxes: np.ndarray | None, cfg: VideoAugConfig,
-              rng: np.random.Generator | None, out: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """uint8 frames [T, H, W, 3] -> their crop resized to ``out`` (uint8 [T, S, S, 3]),
-    mirrored when drawn; returns (boxes mapped into the crop or None, jitter factors,
-    jitter order). ``rng=None`` means evaluation: centre crop, no flip, no jitter.
+@dataclass(frozen=True)
+class ClipDraw:
+    """One clip view's augmentation, drawn once for all its frames: the crop (top, left,
+    height, width in the frame's pixels), the mirror, the colour jitter (``draw_jitter``)."""
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
+    jitter: np.ndarray
+    order: np.ndarray
 
-    The resize is torchvision's antialiased bilinear on uint8 (its native kernel on CPU,
-    which reads the decoders' interleaved RGB as channels-last images)."""
-    h, w = frames.shape[1:3]
+
+def draw_clip(h: int, w: int, cfg: VideoAugConfig, rng: np.random.Generator | None) -> ClipDraw:
+    """The draws of one view of an ``h`` x ``w`` video, in this order: crop, flip, jitter.
+    ``rng=None`` means evaluation: centre crop, no flip, no jitter. Drawn before any
+    pixel is touched, so the decoder may apply the crop itself (``decode_crop.py``)."""
     train = rng is not None
     if not train:
         top, left, ch, cw = centre_params(h, w)
@@ -122,10 +134,30 @@ def crop_clip(frames: torch.Tensor, boxes: np.ndarray | None, cfg: VideoAugConfi
     else:
         top, left, ch, cw = crop_params(h, w, cfg.scale, cfg.ratio, rng)
     flip = bool(train and rng.random() < cfg.flip)
-    x = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, ch, cw, [cfg.size, cfg.size],
+    factors, order = draw_jitter(cfg, rng) if train else (NO_JITTER, IN_ORDER)
+    return ClipDraw(top, left, ch, cw, flip, factors, order)
+
+
+def resize_crop(frames: torch.Tensor, d: ClipDraw, out: torch.Tensor) -> None:
+    """uint8 frames [T, H, W, 3] -> their crop resized to ``out`` (uint8 [T, S, S, 3]),
+    mirrored when drawn: torchvision's antialiased bilinear on uint8 (its native kernel
+    on CPU, which reads the decoders' interleaved RGB as channels-last images)."""
+    x = TF.resized_crop(frames.permute(0, 3, 1, 2), d.top, d.left, d.height, d.width, list(out.shape[1:3]),
                         antialias=True)
-    if flip:
+    if d.flip:
         x = x.flip(-1)
     out.copy_(x.permute(0, 2, 3, 1))
-    factors, order = draw_jitter(cfg, rng) if train else (NO_JITTER, IN_ORDER)
-    return (None if boxes is None else crop_boxes(boxes, h, w, top, left, ch, cw, flip)), factors, order
+
+
+def boxes_of(boxes: np.ndarray | None, h: int, w: int, d: ClipDraw) -> np.ndarray | None:
+    return None if boxes is None else crop_boxes(boxes, h, w, d.top, d.left, d.height, d.width, d.flip)
+
+
+def crop_clip(frames: torch.Tensor, boxes: np.ndarray | None, cfg: VideoAugConfig,
+              rng: np.random.Generator | None, out: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``draw_clip`` + ``resize_crop`` on decoded frames; returns (boxes mapped into the
+    crop or None, jitter factors, jitter order)."""
+    h, w = frames.shape[1:3]
+    d = draw_clip(h, w, cfg, rng)
+    resize_crop(frames, d, out)
+    return boxes_of(boxes, h, w, d), d.jitter, d.order

@@ -3,7 +3,6 @@ import io
 from pathlib import Path
 
 import av
-import webdataset as wds
 import numpy as np
 import pytest
 import torch
@@ -15,30 +14,15 @@ from pipeline.loader.decode import BACKENDS, get_decoder
 DATA = Path(__file__).resolve().parents[1] / "data"
 # sources the backends read as they are; the MPEG program streams (.mpg) are exact in none
 # of them (no per-frame timestamps to seek by): the shard stage re-encodes every source,
-# and the loader decodes only shard videos, tested below with those two among them
+# and the loader decodes only shard videos (``real_shard_videos``, tests/conftest.py)
 DIRECT = ["lego_toy.mp4", "bunny_6ch.mp4", "face_hevc.mov", "rocket_launch.webm",
           "earth_silent_audio.mp4", "park_short.mp4"]
-SHARDED = ["chimpanzee.mpg", "city_no_audio.mpg", "face_hevc.mov", "lego_toy.mp4"]
 
 
 def every_frame(data: bytes) -> list[np.ndarray]:
     """Reference: PyAV decoding the whole stream in order, one RGB conversion per frame."""
     with av.open(io.BytesIO(data)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-
-
-@pytest.fixture(scope="module")
-def real_shard_videos(tmp_path_factory) -> list[bytes]:
-    """Real media of tests/data through the real shard stage (h264 mp4 at 25 fps)."""
-    from pipeline.cli import build_config
-    from pipeline.stages import STAGES
-    corpus, out = tmp_path_factory.mktemp("real_corpus"), tmp_path_factory.mktemp("real_shards")
-    for name in SHARDED:
-        (corpus / name).write_bytes((DATA / name).read_bytes())
-    stage = STAGES["shard"]
-    stage.load_target()(build_config(stage, [], [f"input={corpus}", f"output={out}", "require_audio=false", "holdout=0",
-                                                 "clip_seconds=2", "short_side=64", "workers=2"]))
-    return [s["mp4"] for s in wds.WebDataset([str(p) for p in sorted(out.glob("*.tar"))], shardshuffle=False)]
 
 
 def check_backends_agree(data: bytes, label: str, past_end: bool, any_container: bool = False) -> None:
