@@ -25,6 +25,8 @@ import weakref
 
 import torch
 
+from pipeline.compat import shared_bytes
+
 
 def _layout(shapes: dict, batch_size: int) -> tuple[dict[str, tuple[int, int]], int]:
     """(byte offset, bytes) of each array in a block (64-byte aligned), and the block's size."""
@@ -42,12 +44,6 @@ def _views(block: torch.Tensor, shapes: dict, batch_size: int) -> dict[str, torc
             for (k, (shape, dtype)), (at, n) in zip(shapes.items(), places.values())}
 
 
-def _shared_bytes(n: int) -> torch.Tensor:
-    # made in shared memory (as the DataLoader's own collate does), not made and then
-    # moved there: ``share_memory_()`` copies the block, 75 ms for GDT's 36 MB batch here
-    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n))
-
-
 def batch_arrays(shapes: dict, batch_size: int, device: str = "cpu", shared: bool = False) -> dict[str, torch.Tensor]:
     """A batch's big arrays (``SampleDecoder.shapes``), as views of ONE block of memory;
     ``shared``: of shared memory, so that sending them to the training process is a
@@ -57,7 +53,7 @@ def batch_arrays(shapes: dict, batch_size: int, device: str = "cpu", shared: boo
         return {k: torch.empty((batch_size, *s), dtype=d, device=device if k == "video" else "cpu")
                 for k, (s, d) in shapes.items()}
     size = _layout(shapes, batch_size)[1]
-    return _views(_shared_bytes(size) if shared else torch.empty(size, dtype=torch.uint8), shapes, batch_size)
+    return _views(shared_bytes(size) if shared else torch.empty(size, dtype=torch.uint8), shapes, batch_size)
 
 
 class BatchRing:
@@ -66,7 +62,7 @@ class BatchRing:
     def __init__(self, shapes: dict, batch_size: int, workers: int, slots: int):
         self.shapes, self.batch_size, self.slots = shapes, batch_size, slots
         self.size = _layout(shapes, batch_size)[1]
-        self.blocks = _shared_bytes(workers * slots * self.size)
+        self.blocks = shared_bytes(workers * slots * self.size)
         self.busy = torch.zeros(workers, slots, dtype=torch.uint8).share_memory_()
 
     def acquire(self, worker: int) -> tuple[int, dict[str, torch.Tensor]] | None:
