@@ -142,8 +142,11 @@ class Demo:
             if self.cfg.detect_short_side and self.cfg.detect_short_side != self.cfg.short_side:
                 det_train, det_test = self.shards(train_in, test_in, self.cfg.detect_short_side,
                                                   f"shards_{self.cfg.detect_short_side}")
+            # the AV model's audio net starts from GDT's (the recipe's av.init_prefix/init_as say
+            # which tensors): on the hard corpus it cannot learn rhythm from scratch in its steps
             self.stage("detect", [self.cfg.detect_config], [f"out={self.out / 'detect'}",
                                                             f"shards={det_train}", f"eval_shards={det_test}",
+                                                            f"av.init={self.out / 'gdt'}",
                                                             *k, f"seed={self.cfg.seed}", f"av.seed={self.cfg.seed}",
                                                             f"av.loader.seed={self.cfg.seed}",
                                                             f"detector.seed={self.cfg.seed}", *self.cfg.detect_overrides])

@@ -52,7 +52,9 @@ class Detections:
         return self
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        """Frames appended so far (also while streaming, before ``finish``: the evaluation
+        numbers its pictures by it)."""
+        return len(self.counts.array())
 
     def __getitem__(self, i: int) -> dict:
         s, e = self.offsets[i], self.offsets[i + 1]

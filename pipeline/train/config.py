@@ -50,6 +50,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "model initialisation seed", "min": 0})
     init: str = field(default="", metadata={"help": "warm start: a finished run folder or .safetensors whose matching tensors initialise the model"})
     init_prefix: str = field(default="model.backbones.", metadata={"help": "only tensors whose names start with this are taken from init"})
+    init_as: str = field(default="", metadata={"help": "the prefix the taken tensors have in this model, in place of init_prefix "
+                                               "(empty: the same names), e.g. init_prefix=model.backbones.audio. init_as=audio. "
+                                               "starts avloc's audio net from a GDT run"})
     threads: int = field(default=0, metadata={"help": "torch intra-op threads of each training process; 0 = torch's default. "
                                              "On a small CPU shared with loader workers, fewer threads avoid oversubscription", "min": 0})
     log_every: int = field(default=10, metadata={"help": "log metrics every N steps", "min": 1})

@@ -89,7 +89,7 @@ def _train(cfg: TrainConfig, info, stop_requested: Callable[[], bool] | None) ->
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
     if cfg.init:
-        warm_start(method, cfg.init, cfg.init_prefix)  # a resumed checkpoint overrides it below
+        warm_start(method, cfg.init, cfg.init_prefix, cfg.init_as)  # a resumed checkpoint overrides it below
     if info.world_size > 1 and info.device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # CPU BN stays local
     method.to(info.device)

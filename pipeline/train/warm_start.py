@@ -30,10 +30,15 @@ def weights_file(source: str) -> Path:
     return path
 
 
-def warm_start(module: torch.nn.Module, source: str, prefix: str) -> int:
-    """Copy the matching tensors of ``source`` into ``module``; returns how many."""
+def warm_start(module: torch.nn.Module, source: str, prefix: str, as_prefix: str = "") -> int:
+    """Copy the matching tensors of ``source`` into ``module``; returns how many. With
+    ``as_prefix``, a tensor ``prefix + rest`` of ``source`` initialises ``as_prefix + rest``
+    (another method names the same backbone differently)."""
     path = weights_file(source)
     theirs = load_file(str(path))
+    if as_prefix:
+        theirs = {as_prefix + k[len(prefix):]: v for k, v in theirs.items() if k.startswith(prefix)}
+        prefix = as_prefix
     ours = module.state_dict()
     taken, skipped = {}, []
     for name, value in theirs.items():

@@ -25,7 +25,9 @@ def demo_dir(tmp_path_factory):
         "gdt_overrides=" + json.dumps(TINY + ["steps=3"]),
         "selavi_overrides=" + json.dumps(TINY + ["steps=3", "selavi.relabels=2", "selavi.clusters=4",
                                                  "selavi.heads=2"]),
+        # the AV model's audio net starts from the GDT run's (av.init): the same widths
         "detect_overrides=" + json.dumps(["av.steps=3", "av.loader.workers=1", "detector.steps=2",
+                                          "av.model.audio.args={widths: [4, 8, 8, 16]}",
                                           "workers=1", "shot_trials=1", "pictures=4"]),
         "finetune_overrides=" + json.dumps(["finetune.epochs=1", "finetune.clips_per_video=1",
                                             "finetune.test_clips=2", "loader.batch_size=8"]),
@@ -38,6 +40,7 @@ def test_demo_outputs(demo_dir):
     ev = json.loads((demo_dir / "eval.json").read_text())
     assert ev == json.loads((demo_dir / "eval" / "eval.json").read_text())
     assert (demo_dir / "report.html").exists() and (demo_dir / "export" / "video").is_dir()
+    assert f"init: {demo_dir / 'gdt'}" in (demo_dir / "detect" / "av" / "config.yaml").read_text()
     for key in ("knn_top1", "linear_top1", "r_at_1_a2v", "r_at_5_a2v", "r_at_10_a2v", "medr_a2v",
                 "nmi", "ari", "cluster_acc", "selavi_nmi", "map50"):
         assert key in ev, key

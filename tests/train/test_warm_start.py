@@ -44,3 +44,22 @@ def test_bad_sources_are_clear_errors(tmp_path):
     method.export_weights(final_weights(tmp_path / "run"))
     with pytest.raises(InputError, match="no tensor"):
         warm_start(method, str(tmp_path / "run"), "model.nothing.")
+
+
+def test_gdt_audio_initialises_avloc_under_another_name(tmp_path):
+    """init_prefix=model.backbones.audio. init_as=audio.: the detect stage's AV model starts
+    its audio net from GDT's (avloc names it ``audio.``); its frame net and heads stay fresh."""
+    torch.manual_seed(1)
+    gdt = _method(tmp_path, "gdt", 1)
+    run = tmp_path / "gdt_run"
+    gdt.export_weights(final_weights(run))
+    torch.manual_seed(2)
+    av = build_method(load_config(TrainConfig, [], [f"out={tmp_path}", "method=avloc", *TINY[2:5],
+                                                    "avloc.frame_widths=[8, 16]", "avloc.clusters=3"]))
+    fresh = {k: v.clone() for k, v in av.state_dict().items() if not k.startswith("audio.")}
+    n = warm_start(av, str(run), "model.backbones.audio.", "audio.")
+    ours, theirs = av.state_dict(), gdt.state_dict()
+    audio = [k for k in theirs if k.startswith("model.backbones.audio.")]
+    assert n == len(audio) > 10
+    assert all(torch.equal(ours["audio." + k[len("model.backbones.audio."):]], theirs[k]) for k in audio)
+    assert all(torch.equal(ours[k], v) for k, v in fresh.items())
