@@ -41,11 +41,15 @@ class ClipConfig:
     backend: str = field(default="auto", metadata={
         "help": "video decoder: auto | pyav | torchcodec | decord (identical frames; auto times the installed ones on the run's shards at start-up and keeps the fastest, recorded in the run's config.yaml)",
         "choices": ["auto", "torchcodec", "decord", "pyav"]})
-    crop_in_decoder: bool = field(default=True, metadata={
+    # Off by default: with it, PyAV's pixels differ from the other decoders' (~2 of 255), so
+    # backend=auto, which picks by speed, could give two runs of one recipe different inputs;
+    # off, the decoder choice changes speed only and reruns reproduce (tests/slurm).
+    crop_in_decoder: bool = field(default=False, metadata={
         "help": "PyAV: crop, resize and mirror in the decoder's own RGB conversion (one swscale pass over "
-                "the crop; its pixels differ from torchvision's resize by ~2 levels of 255 on average, "
-                "decode_crop.py); false, and the other backends: full-frame RGB, then torchvision's "
-                "antialiased resize (identical across backends)"})
+                "the crop, 18 % faster at GDT's 2 x 30 frames, no gain at 8; its pixels differ from "
+                "torchvision's resize by ~2 levels of 255 on average, decode_crop.py), so pin "
+                "backend=pyav with it; false (default), and the other backends: full-frame RGB, then "
+                "torchvision's antialiased resize (identical across backends)"})
     decode_device: str = field(default="cpu", metadata={
         "help": "cpu | cuda (torchcodec on the GPU, for high-resolution sources; decodes in the training process, needs workers=0)",
         "choices": ["cpu", "cuda"]})

@@ -111,5 +111,5 @@ def test_a_sample_draws_the_same_numbers_with_the_crop_in_the_decoder(synth_samp
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "pyav"])
 def test_other_backends_keep_the_torch_crop(backend):
-    cfg = load_config(LoaderConfig, [], [f"clip.backend={backend}"])
+    cfg = load_config(LoaderConfig, [], [f"clip.backend={backend}", "clip.crop_in_decoder=true"])
     assert cfg.clip.crop_in_decoder and not SampleDecoder(cfg.clip, cfg.video, cfg.audio, True).crops_in_decoder
