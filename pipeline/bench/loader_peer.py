@@ -20,7 +20,7 @@ import webdataset as wds
 from pipeline.io.wav import read_pcm_window
 from pipeline.loader.decode import get_decoder
 from pipeline.loader.sample import SampleDecoder, clip_starts
-from pipeline.loader.stream import batch_arrays
+from pipeline.loader.batch_ring import batch_arrays
 from pipeline.loader.video_transforms import crop_clip
 
 

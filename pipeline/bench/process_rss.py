@@ -60,7 +60,7 @@ def measure(cmds: list[list[str]], log: Path) -> dict:
     load = os.getloadavg()[0]
     for cmd in cmds:
         t0 = time.perf_counter()
-        with open(log, "ab") as fh:
+        with open(log, "ab") as fh:  # the children's console output as it comes: a log, not a result
             proc = subprocess.Popen(cmd, stdout=fh, stderr=fh)
             sampler = TreeSampler(proc.pid)
             sampler.start()

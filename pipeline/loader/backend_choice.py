@@ -4,10 +4,10 @@ the fastest.
 Why at start-up and not a fixed default: which decoder is fastest is not a constant.
 On one 2-core machine and the same shards torchcodec was 1.46x PyAV in one run and equal
 in the next, and another machine had PyAV ahead (issue 24); a user's nodes differ again.
-The three backends give identical frames (``tests/loader/test_decode.py``); with PyAV the
-loader by default crops and resizes in its conversion (``decode_crop.py``), ~2 levels of
-255 per pixel from the torch resize the others get. The choice is recorded, so a resumed
-run keeps the same pixels. It is timed on the backends' full-frame decoding, which
+The three backends give identical frames (``tests/loader/test_decode.py``), so with the
+default ``crop_in_decoder=false`` the choice changes speed only; with it on, PyAV crops and
+resizes in its conversion (``decode_crop.py``), ~2 levels of 255 per pixel from the torch
+resize the others get. The choice is recorded, so a resumed run keeps the same pixels. It is timed on the backends' full-frame decoding, which
 leaves PyAV's in-conversion crop (cheaper) out of the comparison.
 
 How: a few samples of the run's first shards are read once; every installed backend

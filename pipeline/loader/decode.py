@@ -5,7 +5,7 @@ produce it) for the same frame indices: index i is the i-th frame in presentatio
 shown at i / fps in a constant-frame-rate shard video; indices past the end repeat the
 last frame. A test holds the three to identical frames on real media. PyAV can also crop,
 resize and mirror each clip view in its own RGB conversion (``crop_views``,
-``decode_crop.py``): the loader's default with PyAV. Decoders are made
+``decode_crop.py``) when ``loader.clip.crop_in_decoder`` is on. Decoders are made
 per call, inside the worker that uses them: decord is not fork-safe, and a decoder per
 sample keeps no state that a forked worker could share by accident.
 

@@ -127,14 +127,15 @@ class SampleDecoder:
         starts = clip_starts(n, span, self.clip.positions, int(round(self.clip.min_shift * rate)), rng)
         return starts, rate, span
 
-    def _crop_in_decoder(self, mp4: bytes, clips: list[list[int]], draw, outs) -> tuple[tuple[int, int], list]:
+    def _crop_in_decoder(self, mp4: bytes, clips: list[list[int]], draw, outs) -> tuple[list, tuple[int, int]]:
         """PyAV crops, resizes and mirrors each view in its RGB conversion (decode_crop.py)."""
         drawn: list = []
 
         def plan(h: int, w: int) -> list:
             drawn.extend(draw(h, w))
             return drawn
-        return self.decode_frames.crop_views(mp4, clips, plan, outs), drawn
+        hw = self.decode_frames.crop_views(mp4, clips, plan, outs)
+        return drawn, hw
 
     def _crop_after(self, mp4: bytes, clips: list[list[int]], draw, outs) -> tuple[list, tuple[int, int]]:
         """Full-frame RGB from the decoder, then torchvision's crop + resize per view."""
@@ -179,10 +180,8 @@ class SampleDecoder:
             stride, t = self.clip.stride, self.clip.frames
             clips = [[starts[pos] + k * stride for k in range(t)] for pos, _copy in self.sources]
             outs = [out["video"][v] for v in range(len(self.sources))]
-            if self.crops_in_decoder:
-                (h, w), draws = self._crop_in_decoder(raw["mp4"], clips, draw, outs)
-            else:
-                draws, (h, w) = self._crop_after(raw["mp4"], clips, draw, outs)
+            crop = self._crop_in_decoder if self.crops_in_decoder else self._crop_after
+            draws, (h, w) = crop(raw["mp4"], clips, draw, outs)
             table = box_table(meta.get("boxes"))
             nan_boxes = np.full((t, 4), np.nan, np.float32)
             boxes = [boxes_of(None if table is None else frame_boxes(table, idx, rate), h, w, d)

@@ -27,7 +27,7 @@ import torch
 import webdataset as wds
 
 from pipeline.errors import InputError
-from pipeline.loader.batch_ring import BatchRing, batch_arrays  # noqa: F401 (batch_arrays: used from here)
+from pipeline.loader.batch_ring import BatchRing, batch_arrays
 from pipeline.loader.sample import SampleDecoder
 
 log = logging.getLogger(__name__)

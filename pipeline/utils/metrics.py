@@ -18,7 +18,12 @@ def _clean(v: Any) -> Any:
 
 
 class JsonlWriter:
-    """Append-only metrics log; each record gets a wall-clock ``time``."""
+    """Append-only metrics log; each record gets a wall-clock ``time``.
+
+    Appended in place, not rewritten atomically: a log grows by one line per step, and
+    rewriting it whole each time would cost O(steps) per line. One ``write`` per line,
+    and ``read_jsonl`` drops a torn last line from a killed writer; the one rewrite (a
+    resume cutting the log back to its checkpoint) goes through ``io/atomic``."""
 
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path = Path(path)

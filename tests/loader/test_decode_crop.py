@@ -14,7 +14,7 @@ from pipeline.config import load_config
 from pipeline.loader.decode import BACKENDS, get_decoder
 from pipeline.loader.loader import LoaderConfig
 from pipeline.loader.sample import SampleDecoder
-from pipeline.loader.stream import batch_arrays
+from pipeline.loader.batch_ring import batch_arrays
 from pipeline.loader.video_transforms import ClipDraw, VideoAugConfig, draw_clip, resize_crop
 
 # Mean absolute difference per pixel and channel (levels of 255) of a clip, swscale's area
