@@ -132,8 +132,10 @@ class Demo:
         extra = []
         if "cluster" not in self.cfg.skip:
             k = [] if self.cfg.corpus else [f"selavi.clusters={self.cfg.n_classes}"]  # K = true classes
+            # SeLaVi starts from GDT's backbones (selavi_tiny.yaml says why): the demo's
+            # clusters are those of its self-supervised representation
             self.stage("cluster", [self.cfg.selavi_config], [f"out={self.out / 'selavi'}",
-                                                             f"loader.shards={train_shards}",
+                                                             f"loader.shards={train_shards}", f"init={self.out / 'gdt'}",
                                                              *k, *seeds, *self.cfg.selavi_overrides])
             extra.append(f"cluster_eval={self.out / 'selavi' / 'cluster_eval.json'}")
         if "detect" not in self.cfg.skip:

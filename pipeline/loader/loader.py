@@ -112,11 +112,9 @@ class ClipLoader:
         # backend=auto is resolved here, before any worker starts: every worker gets the
         # chosen decoder, and ``self.cfg`` says which (the caller's config is left as is)
         self.auto_backend = cfg.clip.backend == "auto"
-        clip = resolve_clip(cfg.clip, [u for s in self.sources for u in s], cfg.modalities)
-        cfg = self.cfg = replace(cfg, clip=clip) if clip is not cfg.clip else cfg
+        self._use_clip(resolve_clip(cfg.clip, [u for s in self.sources for u in s], cfg.modalities))
         self.rank, self.world_size = rank, world_size
         self.n_workers = max(cfg.workers, 1)
-        self.decoder = SampleDecoder(cfg.clip, cfg.video, cfg.audio, cfg.train, tuple(cfg.modalities))
         self.epoch = 0
         self._reset_position()
         self.skipped_total = 0
@@ -194,8 +192,11 @@ class ClipLoader:
         backend = state.get("backend")
         if self.auto_backend and backend and backend != self.cfg.clip.backend:
             # backend=auto on both sides: decode with the checkpoint's choice, so a resumed
-            # run runs as the run it continues, pixel for pixel (PyAV crops in its own
-            # conversion, the others with torch: ~2 levels of 255 apart, decode_crop.py)
-            self.cfg = replace(self.cfg, clip=replace(self.cfg.clip, backend=str(backend)))
-            c = self.cfg
-            self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))
+            # run runs as the run it continues, pixel for pixel (with crop_in_decoder PyAV crops
+            # in its own conversion, the others with torch: ~2 levels of 255 apart)
+            self._use_clip(replace(self.cfg.clip, backend=str(backend)))
+
+    def _use_clip(self, clip: ClipConfig) -> None:
+        """Decode with ``clip`` (its backend resolved): the one place the decoder is made."""
+        c = self.cfg = replace(self.cfg, clip=clip) if clip is not self.cfg.clip else self.cfg
+        self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))

@@ -41,6 +41,7 @@ def test_demo_outputs(demo_dir):
     assert ev == json.loads((demo_dir / "eval" / "eval.json").read_text())
     assert (demo_dir / "report.html").exists() and (demo_dir / "export" / "video").is_dir()
     assert f"init: {demo_dir / 'gdt'}" in (demo_dir / "detect" / "av" / "config.yaml").read_text()
+    assert f"init: {demo_dir / 'gdt'}" in (demo_dir / "selavi" / "config.yaml").read_text()
     for key in ("knn_top1", "linear_top1", "r_at_1_a2v", "r_at_5_a2v", "r_at_10_a2v", "medr_a2v",
                 "nmi", "ari", "cluster_acc", "selavi_nmi", "map50"):
         assert key in ev, key
