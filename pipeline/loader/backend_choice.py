@@ -7,8 +7,9 @@ in the next, and another machine had PyAV ahead (issue 24); a user's nodes diffe
 The three backends give identical frames (``tests/loader/test_decode.py``), so with the
 default ``crop_in_decoder=false`` the choice changes speed only; with it on, PyAV crops and
 resizes in its conversion (``decode_crop.py``), ~2 levels of 255 per pixel from the torch
-resize the others get. The choice is recorded, so a resumed run keeps the same pixels. It is timed on the backends' full-frame decoding, which
-leaves PyAV's in-conversion crop (cheaper) out of the comparison.
+resize the others get. The choice is recorded, so a resumed run keeps the same pixels. It
+is timed on the backends' full-frame decoding, which leaves PyAV's in-conversion crop out
+of the comparison.
 
 How: a few samples of the run's first shards are read once; every installed backend
 decodes the same clips (the run's frames, stride and positions) in interleaved rounds,

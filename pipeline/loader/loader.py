@@ -198,5 +198,5 @@ class ClipLoader:
 
     def _use_clip(self, clip: ClipConfig) -> None:
         """Decode with ``clip`` (its backend resolved): the one place the decoder is made."""
-        c = self.cfg = replace(self.cfg, clip=clip) if clip is not self.cfg.clip else self.cfg
+        c = self.cfg = replace(self.cfg, clip=clip)
         self.decoder = SampleDecoder(c.clip, c.video, c.audio, c.train, tuple(c.modalities))
