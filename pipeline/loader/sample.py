@@ -85,6 +85,16 @@ def audio_window_start(start: int, span: int, rate: float, seconds: float) -> fl
     return (start + span / 2) / rate - seconds / 2
 
 
+def _rows(frames: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``frames[rows]`` as a view when the rows are evenly spaced (a clip always is, unless
+    two positions' frames interleave): torch's list indexing gathers uint8 byte by byte,
+    ~2.5 ms for one 30-frame 128p clip, the largest cost beside decoding at GDT's setting."""
+    step = rows[1] - rows[0] if len(rows) > 1 else 1
+    if step > 0 and rows == list(range(rows[0], rows[-1] + 1, step)):
+        return frames[rows[0]:rows[-1] + 1:step]
+    return frames.index_select(0, torch.tensor(rows))
+
+
 class SampleDecoder:
     """Callable filling a sample's rows of the batch arrays (``shapes``) and returning its
     small per-sample fields (numpy), or raising on bad data."""
@@ -145,9 +155,7 @@ class SampleDecoder:
         draws = draw(h, w)
         by_index = {f: i for i, f in enumerate(wanted)}
         for idx, d, o in zip(clips, draws, outs):
-            rows = [by_index[i] for i in idx]
-            # one position (the common case): the decoded frames are the clip, no copy
-            resize_crop(decoded if rows == list(range(len(decoded))) else decoded[rows], d, o)
+            resize_crop(_rows(decoded, [by_index[i] for i in idx]), d, o)
         return draws, (h, w)
 
     def __call__(self, raw: dict, rng: np.random.Generator | None, out: dict[str, torch.Tensor]) -> dict:
