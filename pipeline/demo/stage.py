@@ -33,9 +33,9 @@ class DemoConfig:
     holdout: float = field(default=0.2, metadata={"help": "corpus=DIR without a splits.csv (train/test): fraction of each class's files held out for evaluation (seeded, clips of a file never straddle); 0 = evaluate on the training clips (in-sample)", "min": 0, "below": 1})
     # 512, not 256: GDT's steps are fixed, so more videos cost only synth, shard and pass time,
     # and on 256 (225 passes over each) GDT learnt per-video cues that depended on the seed.
-    # Held-out video / audio kNN, standalone GDT runs (2026-12-08), seeds 1 and 2: 256 videos
-    # 0.510 / 0.458 and 0.490 / 0.552; 512: 0.844 / 0.938 and 0.927 / 0.969; 1024: 0.875 /
-    # 0.885 and 0.979 / 0.990 (the demo's time budget chose 512)
+    # Held-out video / audio kNN on seeds 1 and 2: 256 videos (bench learning, 2026-12-07)
+    # 0.510 / 0.458 and 0.490 / 0.552; standalone GDT runs (2026-12-08), 512: 0.844 / 0.938
+    # and 0.927 / 0.969; 1024: 0.875 / 0.885 and 0.979 / 0.990 (the demo's time budget chose 512)
     n_train: int = field(default=512, metadata={"help": "synthetic training videos", "min": 1})
     n_test: int = field(default=96, metadata={"help": "synthetic held-out videos", "min": 1})
     difficulty: str = field(default="hard", metadata={"help": "synthetic corpus: hard (sounds a random-init network cannot separate) or easy (the earlier corpus)", "choices": ["hard", "easy"]})
